@@ -1,0 +1,60 @@
+# Ferry — the two commands a newcomer needs are `make demo` and `make test` (see README.md).
+# Both install everything they need on a fresh machine; heavy builds are cached in ~/.cache/ferry.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: help setup system-deps controlplane test unit integration crds crds-check demo down status bench lint
+
+help:
+	@echo "make demo   - local control plane + services + operator + examples"
+	@echo "make test   - install everything, check CRDs, run unit and integration tests"
+	@echo "make down   - stop the demo environment"
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+setup: $(INSTALLED) system-deps controlplane
+
+system-deps: $(INSTALLED)
+	$(BIN)/python -m ferry.dev.services --ensure-packages
+
+controlplane: $(INSTALLED)
+	$(BIN)/python -c 'from ferry.dev.controlplane import ensure_binaries; print(ensure_binaries())'
+
+crds: $(INSTALLED)
+	$(BIN)/ferry crds --dir crds
+
+crds-check: $(INSTALLED)
+	$(BIN)/ferry crds --check --dir crds
+
+unit: $(INSTALLED)
+	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
+
+integration: setup
+	$(BIN)/python -m pytest tests/integration -q $(PYTEST_ARGS)
+
+test: setup crds-check
+	$(BIN)/python -m pytest tests/unit tests/integration -q $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/ferry dev up --operator --examples manifests/examples
+
+down: $(INSTALLED)
+	$(BIN)/ferry dev down
+
+status: $(INSTALLED)
+	$(BIN)/ferry dev status
+
+bench: setup
+	$(BIN)/python -m pytest tests/bench -q -s $(PYTEST_ARGS)
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check operator tests

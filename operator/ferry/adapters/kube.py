@@ -1,0 +1,39 @@
+"""The Kubernetes API as the reconcilers need it, on the official client in the "kube" pool."""
+
+from __future__ import annotations
+
+from kubernetes import client, config as kube_config
+from kubernetes.client.rest import ApiException
+
+from ferry.adapters.executors import Executors
+from ferry.api import GROUP, VERSION, KindInfo
+
+
+def load_client_config(kubeconfig: str | None = None, pool_size: int = 8) -> client.Configuration:
+    """In-cluster config inside a pod, else the kubeconfig (explicit path, $KUBECONFIG or default)."""
+    configuration = client.Configuration()
+    try:
+        if kubeconfig:
+            raise kube_config.ConfigException("explicit kubeconfig")
+        kube_config.load_incluster_config(client_configuration=configuration)
+    except kube_config.ConfigException:
+        kube_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    configuration.connection_pool_maxsize = max(pool_size, 4)
+    return configuration
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient, executors: Executors) -> None:
+        self.api_client = api_client
+        self.custom = client.CustomObjectsApi(api_client)
+        self.executors = executors
+
+    async def patch_status(self, info: KindInfo, namespace: str, name: str, status: dict) -> None:
+        """Merge-patch the status subresource. A vanished object is not an error."""
+        try:
+            await self.executors.run(
+                "kube", self.custom.patch_namespaced_custom_object_status,
+                GROUP, VERSION, namespace, info.plural, name, {"status": status})
+        except ApiException as error:
+            if error.status != 404:
+                raise

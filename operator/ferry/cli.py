@@ -1,0 +1,86 @@
+"""The ``ferry`` command: one console script with subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _operator(args: argparse.Namespace) -> int:
+    from ferry.config import OperatorConfig
+    from ferry.controllers import manager
+
+    config = OperatorConfig.from_env(
+        namespaces=args.namespace or None,
+        metrics_port=args.metrics_port,
+        leader_election=False if args.no_leader_election else None,
+        log_format=args.log_format,
+        log_level=args.log_level,
+    )
+    return manager.run(config, kubeconfig=args.kubeconfig)
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from ferry.api.crdgen import check_crds, write_crds
+
+    if args.check:
+        problems = check_crds(args.dir)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            print(f"CRDs in {args.dir} are stale: run `ferry crds` and commit the result",
+                  file=sys.stderr)
+            return 1
+        print(f"CRDs in {args.dir} are up to date")
+        return 0
+    write_crds(args.dir)
+    print(f"wrote CRDs to {args.dir}")
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from ferry.dev import devenv
+
+    return devenv.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ferry", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    operator = commands.add_parser("operator", help="run the operator (kubeconfig or in-cluster)")
+    operator.add_argument("--kubeconfig", help="default: in-cluster config, else $KUBECONFIG")
+    operator.add_argument("--namespace", "-n", action="append",
+                          help="namespace to watch (repeatable); default: all namespaces")
+    operator.add_argument("--metrics-port", type=int, help="port of /metrics and /healthz")
+    operator.add_argument("--no-leader-election", action="store_true")
+    operator.add_argument("--log-format", choices=["json", "text"])
+    operator.add_argument("--log-level")
+    operator.set_defaults(func=_operator)
+
+    crds = commands.add_parser("crds", help="generate the CRDs from the API models")
+    crds.add_argument("--dir", type=Path, default=Path("crds"))
+    crds.add_argument("--check", action="store_true", help="exit 1 when the files are stale")
+    crds.set_defaults(func=_crds)
+
+    dev = commands.add_parser("dev", help="the local control plane, runner and services")
+    dev.add_argument("action", choices=["up", "down", "status", "env"])
+    dev.add_argument("--state-dir", type=Path, help="default: ~/.cache/ferry/dev")
+    dev.add_argument("--runner-gpus", type=int, default=0,
+                     help="nvidia.com/gpu capacity of the local runner node")
+    dev.add_argument("--no-services", action="store_true", help="skip MLflow, S3, Prometheus")
+    dev.add_argument("--operator", action="store_true", help="also run the operator")
+    dev.add_argument("--examples", type=Path,
+                     help="apply these manifests once up and wait until they are reconciled")
+    dev.set_defaults(func=_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

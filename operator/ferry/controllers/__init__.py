@@ -1,0 +1,1 @@
+"""kopf wiring. This package is the only one that imports kopf."""

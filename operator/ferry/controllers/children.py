@@ -1,0 +1,30 @@
+"""Wake the owning Ferry object when one of its children changes or disappears.
+
+Children are found by the ``app.kubernetes.io/managed-by=ferry`` label (filtered server-side, see
+``settings.configure``) and matched to their owner by the controller ownerReference's uid.
+"""
+
+from __future__ import annotations
+
+import kopf
+
+from ferry.api import GROUP
+from ferry.builders.labels import MANAGED_BY_SELECTOR
+
+CHILD_RESOURCES = (("batch", "v1", "jobs"), ("batch", "v1", "cronjobs"), ("apps", "v1", "deployments"))
+
+
+def owner_uids(body: kopf.Body) -> list[str]:
+    return [
+        ref["uid"] for ref in body.metadata.get("ownerReferences", [])
+        if ref.get("controller") and ref.get("apiVersion", "").startswith(f"{GROUP}/")
+    ]
+
+
+def register() -> None:
+    for group, version, plural in CHILD_RESOURCES:
+        @kopf.on.event(group, version, plural, labels=MANAGED_BY_SELECTOR,
+                       id=f"children.{plural}")
+        async def child_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+            for uid in owner_uids(body):
+                memo.wakeups.wake(uid)

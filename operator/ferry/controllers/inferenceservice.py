@@ -1,0 +1,6 @@
+"""InferenceService controller. Until the capability lands, its reconcile only accepts the spec."""
+
+from ferry.api import KINDS
+from ferry.controllers._worker import accepting_reconcile, register
+
+register(KINDS["InferenceService"], accepting_reconcile(KINDS["InferenceService"]))

@@ -1,0 +1,124 @@
+"""The operator process: metrics/health server, leader election, then the kopf loop.
+
+Only the Lease holder runs kopf (``standalone``: kopf's own peering is not used). Losing the Lease
+stops the loop and exits non-zero, like client-go's leader election, so the pod restarts as a
+standby instead of acting on stale leadership.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import threading
+import time
+
+import kopf
+from kubernetes import client
+
+from ferry.adapters.executors import Executors
+from ferry.adapters.kube import Kube, load_client_config
+from ferry.config import OperatorConfig
+from ferry.controllers import children, settings as kopf_settings
+from ferry.controllers._worker import Context, Wakeups
+from ferry.leader import LeaderElector
+from ferry.observability import logging as ferry_logging
+from ferry.observability.metrics import EVENT_LOOP_LAG, LEADER
+from ferry.observability.server import Health, serve
+
+log = logging.getLogger("ferry.operator")
+
+CONTROLLER_MODULES = (
+    "ferry.controllers.featurepipeline",
+    "ferry.controllers.trainingrun",
+    "ferry.controllers.modelversion",
+    "ferry.controllers.inferenceservice",
+)
+_registered = False
+
+
+def register_controllers() -> None:
+    global _registered
+    if not _registered:
+        for module in CONTROLLER_MODULES:
+            importlib.import_module(module)
+        children.register()
+        _registered = True
+
+
+async def _heartbeat(health: Health, interval: float = 1.0) -> None:
+    """Tick the liveness heartbeat from the event loop and measure how late each tick runs."""
+    while True:
+        started = time.monotonic()
+        await asyncio.sleep(interval)
+        EVENT_LOOP_LAG.set(max(0.0, time.monotonic() - started - interval))
+        health.beat()
+
+
+async def _operate(config: OperatorConfig, api_client: client.ApiClient, stop: threading.Event,
+                   health: Health) -> None:
+    executors = Executors(config)
+    memo = kopf.Memo(ctx=Context(config=config, kube=Kube(api_client, executors)),
+                     wakeups=Wakeups())
+    register_controllers()
+
+    @kopf.on.startup()
+    async def configure(settings: kopf.OperatorSettings, **_) -> None:
+        kopf_settings.configure(settings, config.kube_workers)
+
+    @kopf.on.login()
+    def login(**kwargs):
+        return kopf.login_via_client(**kwargs)
+
+    heartbeat = asyncio.create_task(_heartbeat(health))
+    try:
+        await kopf.operator(
+            standalone=True,
+            clusterwide=not config.namespaces,
+            namespaces=config.namespaces,
+            stop_flag=stop,
+            memo=memo,
+        )
+    finally:
+        heartbeat.cancel()
+        executors.shutdown()
+
+
+def run(config: OperatorConfig, kubeconfig: str | None = None) -> int:
+    ferry_logging.configure(config.log_level, config.log_format)
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = kubeconfig  # for kopf's login as well as ours
+    api_client = client.ApiClient(load_client_config(kubeconfig, config.kube_workers))
+    health = Health()
+    server = serve(health, config.metrics_host, config.metrics_port)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    health.ready = True
+    log.info("starting", extra={"identity": config.identity,
+                                "namespaces": config.namespaces or "all"})
+
+    elector = None
+    if config.leader_election:
+        elector = LeaderElector(
+            client.CoordinationV1Api(api_client), config.lease_name, config.lease_namespace,
+            config.identity, config.lease_duration_seconds, config.renew_deadline_seconds,
+            config.retry_period_seconds, on_tick=health.beat)
+        if not elector.acquire(stop):
+            server.shutdown()
+            return 0
+        LEADER.set(1)
+        threading.Thread(target=elector.keep_renewing, args=(stop,), daemon=True).start()
+        # Losing the Lease stops the kopf loop through the same flag as a signal does.
+        threading.Thread(target=lambda: elector.lost.wait() and stop.set(), daemon=True).start()
+    try:
+        asyncio.run(_operate(config, api_client, stop, health))
+    finally:
+        stop.set()
+        LEADER.set(0)
+        if elector is not None and not elector.lost.is_set():
+            elector.release()
+        server.shutdown()
+    return 1 if elector is not None and elector.lost.is_set() else 0

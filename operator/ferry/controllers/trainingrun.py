@@ -1,0 +1,6 @@
+"""TrainingRun controller. Until the capability lands, its reconcile only accepts the spec."""
+
+from ferry.api import KINDS
+from ferry.controllers._worker import accepting_reconcile, register
+
+register(KINDS["TrainingRun"], accepting_reconcile(KINDS["TrainingRun"]))

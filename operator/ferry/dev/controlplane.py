@@ -1,0 +1,329 @@
+"""A real local Kubernetes control plane for tests and the demo.
+
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok are built from the official Go
+modules (``build-controlplane.sh``, cached under ``~/.cache/ferry/bin/<pins>``) and orchestrated by
+kwokctl's *binary* runtime, which owns PKI, flags, free loopback ports and process lifetimes. On top
+of that this module adds what Ferry needs:
+
+- simulated KWOK nodes: CPU nodes tainted ``kwok.x-k8s.io/node=fake:NoSchedule`` and GPU nodes with
+  ``nvidia.com/gpu`` capacity, the usual GPU labels and the ``nvidia.com/gpu:NoSchedule`` taint. kwok
+  manages only nodes annotated ``kwok.x-k8s.io/node=fake``;
+- the local pod runner (``ferry.dev.runner``), an untainted node labelled
+  ``ferry.dev/local-runner=true`` that really executes pods as processes. Pods without tolerations
+  therefore land on the runner; pods for the simulated fleet tolerate the taints above.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DEV_DIR = Path(__file__).resolve().parent
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+KWOK_TAINT_KEY = "kwok.x-k8s.io/node"
+GPU_RESOURCE = "nvidia.com/gpu"
+RUNNER_LABEL = "ferry.dev/local-runner"
+RUNNER_NODE = "ferry-local-runner"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("FERRY_CACHE", Path.home() / ".cache" / "ferry"))
+
+
+def read_pins() -> dict[str, str]:
+    """The pinned versions, read from the one file the build script also reads."""
+    pins = {}
+    for line in (DEV_DIR / "pins.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pins[key] = value
+    return pins
+
+
+def binaries_dir(pins: dict[str, str] | None = None) -> Path:
+    pins = pins or read_pins()
+    key = f"k8s-{pins['KUBE_VERSION']}_etcd-{pins['ETCD_VERSION']}_kwok-{pins['KWOK_VERSION']}"
+    return cache_root() / "bin" / key
+
+
+def ensure_binaries() -> Path:
+    """Build the control-plane binaries unless the cache for the current pins is complete."""
+    target = binaries_dir()
+    if not (target / ".complete").exists():
+        print(f"building the control plane into {target} (cold: tens of minutes)", file=sys.stderr)
+        subprocess.run(["bash", str(DEV_DIR / "build-controlplane.sh")], check=True)
+    return target
+
+
+# --- pure builders -------------------------------------------------------------------------------
+
+
+def kwokctl_config(bin_dir: Path, kube_version: str) -> list[dict]:
+    """kwokctl configuration: our binaries, loopback only, kwok limited to annotated nodes."""
+    return [
+        {
+            "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+            "kind": "KwokctlConfiguration",
+            "options": {
+                "runtime": "binary",
+                "bindAddress": "127.0.0.1",
+                "kubeBinaryPrefix": str(bin_dir),
+                "kubectlBinary": str(bin_dir / "kubectl"),
+                "etcdBinary": str(bin_dir / "etcd"),
+                "kwokControllerBinary": str(bin_dir / "kwok"),
+                "kubeVersion": kube_version,
+                "quietPull": True,
+            },
+            "componentsPatches": [
+                {
+                    "name": "kube-apiserver",
+                    "extraArgs": [
+                        {"key": "advertise-address", "value": "127.0.0.1"},
+                        {"key": "service-cluster-ip-range", "value": "10.96.0.0/16"},
+                    ],
+                },
+                {"name": "etcd", "extraArgs": [{"key": "unsafe-no-fsync", "value": "true"}]},
+                {
+                    "name": "kwok-controller",
+                    "extraArgs": [
+                        {"key": "manage-all-nodes", "value": "false", "override": True},
+                        {
+                            "key": "manage-nodes-with-annotation-selector",
+                            "value": f"{KWOK_NODE_ANNOTATION}=fake",
+                        },
+                    ],
+                },
+            ],
+        }
+    ]
+
+
+def kwok_node(name: str, *, gpus: int = 0, cpu: str = "32", memory: str = "256Gi") -> dict:
+    """A simulated node. GPU nodes carry the NVIDIA labels and taint that GPU operators set."""
+    labels = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "type": "kwok",
+    }
+    capacity = {"cpu": cpu, "memory": memory, "pods": "110"}
+    if gpus:
+        labels |= {
+            "nvidia.com/gpu.present": "true",
+            "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+            "nvidia.com/gpu.count": str(gpus),
+        }
+        capacity[GPU_RESOURCE] = str(gpus)
+        taints = [{"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}]
+    else:
+        taints = [{"key": KWOK_TAINT_KEY, "value": "fake", "effect": "NoSchedule"}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels, "annotations": {KWOK_NODE_ANNOTATION: "fake"}},
+        "spec": {"taints": taints},
+        "status": {"capacity": capacity, "allocatable": dict(capacity)},
+    }
+
+
+def default_fleet(cpu_nodes: int = 2, gpu_nodes: int = 2, gpus_per_node: int = 8) -> list[dict]:
+    return [kwok_node(f"kwok-cpu-{i}") for i in range(cpu_nodes)] + [
+        kwok_node(f"kwok-gpu-{i}", gpus=gpus_per_node) for i in range(gpu_nodes)
+    ]
+
+
+# --- processes -----------------------------------------------------------------------------------
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+    """Poll ``predicate`` until it returns a truthy value; raise TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_process_group(pid: int, grace: float = 10.0) -> None:
+    """SIGTERM a process group, then SIGKILL it if it outlives ``grace``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    return
+            except ChildProcessError:
+                if not _alive(pid):
+                    return
+            time.sleep(0.1)
+
+
+@dataclass
+class LocalCluster:
+    """The control plane, KWOK nodes and the local pod runner, all on loopback.
+
+    ``state_dir`` holds kwokctl's work dir, the runner's pod dirs and logs, and ``cluster.json``
+    with what ``ferry dev status|down`` needs from another process.
+    """
+
+    state_dir: Path
+    name: str = "ferry"
+    runner_gpus: int = 0
+    fleet: list[dict] = field(default_factory=default_fleet)
+    bin_dir: Path = field(default_factory=binaries_dir)
+    runner_pid: int | None = None
+
+    @property
+    def kwok_workdir(self) -> Path:
+        return self.state_dir / "kwok"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.kwok_workdir / "clusters" / self.name / "kubeconfig.yaml"
+
+    @property
+    def runner_state(self) -> Path:
+        return self.state_dir / "runner"
+
+    @property
+    def runner_node(self) -> str:
+        return RUNNER_NODE
+
+    def env(self) -> dict[str, str]:
+        """Environment for kwokctl and kubectl: our binaries first on PATH."""
+        return os.environ | {
+            "KWOK_WORKDIR": str(self.kwok_workdir),
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "KUBECONFIG": str(self.kubeconfig),
+        }
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None, timeout=120):
+        return subprocess.run(
+            [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
+            capture_output=True, text=True, input=input, check=check, timeout=timeout,
+        )
+
+    def server(self) -> str:
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        return config["clusters"][0]["cluster"]["server"]
+
+    # -- lifecycle
+
+    def start(self, timeout: float = 120) -> LocalCluster:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._kwokctl_create(timeout)
+        wait_until(self._default_service_account_exists, timeout, "the default ServiceAccount")
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(self.fleet))
+        self._start_runner()
+        names = [n["metadata"]["name"] for n in self.fleet] + [RUNNER_NODE]
+        wait_until(lambda: self._nodes_ready(names), timeout, f"nodes {names} to be Ready")
+        self._save_state()
+        return self
+
+    def stop(self) -> None:
+        state = self._load_state()
+        runner_pid = self.runner_pid or state.get("runnerPid")
+        if runner_pid:
+            stop_process_group(runner_pid)
+        if self.kubeconfig.exists():
+            subprocess.run(
+                [str(self.bin_dir / "kwokctl"), "delete", "cluster", "--name", self.name],
+                env=self.env(), capture_output=True, text=True, timeout=120,
+            )
+        (self.state_dir / "cluster.json").unlink(missing_ok=True)
+
+    def is_running(self) -> bool:
+        if not self.kubeconfig.exists():
+            return False
+        return self.kubectl("get", "--raw", "/readyz", check=False, timeout=10).returncode == 0
+
+    def _kwokctl_create(self, timeout: float) -> None:
+        config = self.state_dir / "kwokctl.yaml"
+        pins = read_pins()
+        config.write_text(yaml.safe_dump_all(kwokctl_config(self.bin_dir, pins["KUBE_VERSION"])))
+        if self.kubeconfig.exists():  # a stale cluster from a killed session
+            self.stop()
+        result = subprocess.run(
+            [str(self.bin_dir / "kwokctl"), "create", "cluster", "--name", self.name,
+             "--config", str(config), "--wait", f"{int(timeout)}s"],
+            env=self.env(), capture_output=True, text=True, timeout=timeout + 60,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"kwokctl create cluster failed ({result.returncode}):\n{result.stderr[-4000:]}"
+            )
+
+    def _default_service_account_exists(self) -> bool:
+        result = self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False)
+        return result.returncode == 0
+
+    def _nodes_ready(self, names: list[str]) -> bool:
+        result = self.kubectl("get", "nodes", "-o", "json", check=False)
+        if result.returncode != 0:
+            return False
+        ready = {
+            node["metadata"]["name"]
+            for node in json.loads(result.stdout)["items"]
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in node.get("status", {}).get("conditions", [])
+            )
+            and not any(
+                t["key"] == "node.kubernetes.io/not-ready" for t in node["spec"].get("taints", [])
+            )
+        }
+        return set(names) <= ready
+
+    def _start_runner(self) -> None:
+        self.runner_state.mkdir(parents=True, exist_ok=True)
+        log = open(self.runner_state / "runner.log", "ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ferry.dev.runner",
+             "--kubeconfig", str(self.kubeconfig),
+             "--node-name", RUNNER_NODE,
+             "--state-dir", str(self.runner_state),
+             "--gpus", str(self.runner_gpus)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self.env(),
+        )
+        self.runner_pid = process.pid
+
+    def _save_state(self) -> None:
+        (self.state_dir / "cluster.json").write_text(json.dumps({
+            "name": self.name,
+            "kubeconfig": str(self.kubeconfig),
+            "runnerPid": self.runner_pid,
+            "binDir": str(self.bin_dir),
+        }, indent=2))
+
+    def _load_state(self) -> dict:
+        path = self.state_dir / "cluster.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+
+def remove_state(state_dir: Path) -> None:
+    shutil.rmtree(state_dir, ignore_errors=True)

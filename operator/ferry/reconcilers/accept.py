@@ -1,0 +1,59 @@
+"""Spec acceptance, the first step of every kind's reconcile.
+
+The apiserver's schema and CEL rules reject most bad input; this catches what they cannot express
+(and objects stored before a schema change), reporting it as ``Accepted=False`` with the pydantic
+message naming the field, instead of crashing a handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ValidationError
+
+from ferry.api import KindInfo
+from ferry.reconcilers.outcome import Event, Outcome
+from ferry.status import make_condition, set_condition, transitioned
+
+ACCEPTED = "Accepted"
+PHASE_INVALID = "Invalid"
+PHASE_PENDING = "Pending"
+
+
+def describe_validation_error(error: ValidationError, root: str = "spec") -> str:
+    parts = []
+    for item in error.errors():
+        path = ".".join([root, *(str(p) for p in item["loc"])])
+        parts.append(f"{path}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def validate_spec(info: KindInfo, body: Mapping) -> tuple[BaseModel | None, str | None]:
+    try:
+        return info.spec_model.model_validate(dict(body.get("spec") or {})), None
+    except ValidationError as error:
+        return None, describe_validation_error(error)
+
+
+def accept(info: KindInfo, body: Mapping) -> tuple[BaseModel | None, Outcome]:
+    """Validate the spec and compute observedGeneration, phase and the Accepted condition."""
+    status = dict(body.get("status") or {})
+    generation = body["metadata"].get("generation")
+    spec, problem = validate_spec(info, body)
+    if spec is None:
+        condition = make_condition(ACCEPTED, False, "InvalidSpec", problem, generation)
+        phase = PHASE_INVALID
+    else:
+        condition = make_condition(ACCEPTED, True, "SpecValid", "The spec is valid.", generation)
+        previous = status.get("phase")
+        phase = previous if previous and previous != PHASE_INVALID else PHASE_PENDING
+    conditions = set_condition(status.get("conditions"), condition)
+    events = []
+    changed = transitioned(status.get("conditions"), conditions, ACCEPTED)
+    if changed is not None:
+        events.append(Event("Normal" if spec is not None else "Warning",
+                            changed["reason"], changed["message"]))
+    return spec, Outcome(
+        status={"observedGeneration": generation, "phase": phase, "conditions": conditions},
+        events=events,
+    )
