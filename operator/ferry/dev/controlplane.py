@@ -145,7 +145,7 @@ def default_fleet(cpu_nodes: int = 2, gpu_nodes: int = 2, gpus_per_node: int = 8
 # --- processes -----------------------------------------------------------------------------------
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2, raise_: bool = True):
     """Poll ``predicate`` until it returns a truthy value; raise TimeoutError naming ``what``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -153,6 +153,8 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
         if result:
             return result
         if time.monotonic() > deadline:
+            if not raise_:
+                return result
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
 
@@ -251,11 +253,22 @@ class LocalCluster:
         if runner_pid:
             stop_process_group(runner_pid)
         if self.kubeconfig.exists():
+            pids = self._component_pids()
             subprocess.run(
                 [str(self.bin_dir / "kwokctl"), "delete", "cluster", "--name", self.name],
                 env=self.env(), capture_output=True, text=True, timeout=120,
             )
+            # kwokctl signals the components without waiting for them: wait, then insist.
+            for pid in pids:
+                wait_until(lambda: not _alive(pid), 15, f"pid {pid} to exit", raise_=False)
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
         (self.state_dir / "cluster.json").unlink(missing_ok=True)
+
+    def _component_pids(self) -> list[int]:
+        pid_dir = self.kubeconfig.parent / "pids"
+        return [int(p.read_text().strip()) for p in pid_dir.glob("*.pid")
+                if p.read_text().strip().isdigit()]
 
     def is_running(self) -> bool:
         if not self.kubeconfig.exists():
