@@ -1,0 +1,142 @@
+"""FeaturePipeline: one version of a feature set, computed on a schedule and validated."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, field_validator
+
+from ferry.api.common import (
+    ApiModel, Container, Duration, FerryStatus, Label, SecretRef, StatusModel, Text, cel, immutable)
+
+CRON_FIELDS = 5
+
+
+class SqlSource(ApiModel):
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+                               description="Table name the query uses.")]
+    uri: Annotated[str, Field(max_length=1024, pattern=r"^s3://[^/]+/.*$")]
+    format: Literal["parquet", "csv"] = "parquet"
+
+
+class SqlTransform(ApiModel):
+    """A DuckDB query over declared S3 sources, run by ``ferry features`` in the operator image."""
+
+    query: Annotated[str, Field(min_length=1, max_length=65536)]
+    sources: Annotated[list[SqlSource], Field(min_length=1, max_length=32, json_schema_extra={
+        "x-kubernetes-validations": [cel("self.all(s, self.exists_one(t, t.name == s.name))",
+                                         "source names must be unique")]})]
+
+
+class Transform(ApiModel):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        cel("has(self.container) != has(self.sql)",
+            "exactly one of transform.container or transform.sql must be set")]})
+
+    container: Container | None = None
+    sql: SqlTransform | None = None
+
+
+class Output(ApiModel):
+    bucket: Annotated[str, Field(max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")] | None = None
+    prefix: Annotated[str, Field(max_length=512)] | None = None
+    keep_last: Annotated[int, Field(ge=1, le=1000, description="Outputs retained per version.")] = 10
+
+
+class RowCount(ApiModel):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        cel("!has(self.min) || !has(self.max) || self.min <= self.max",
+            "rowCount.min must not exceed rowCount.max")]})
+
+    min: Annotated[int, Field(ge=0)] | None = None
+    max: Annotated[int, Field(ge=0)] | None = None
+
+
+class Expectation(ApiModel):
+    """Checks one column (or, with ``rowCount``, the whole output) before it is published."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        cel("has(self.column) || has(self.rowCount)", "an expectation needs a column or rowCount"),
+        cel("!has(self.min) || !has(self.max) || self.min <= self.max",
+            "min must not exceed max")]})
+
+    column: Annotated[str, Field(max_length=253)] | None = None
+    type: Literal["int", "float", "string", "bool", "timestamp", "date"] | None = None
+    not_null: bool = False
+    unique: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed_values: Annotated[list[Annotated[str, Field(max_length=253)]], Field(max_length=256)] = []
+    row_count: RowCount | None = None
+
+
+class Freshness(ApiModel):
+    max_age: Duration
+
+
+class Backfill(ApiModel):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        cel("timestamp(self.from) < timestamp(self.to)", "backfill.from must be before backfill.to")]})
+
+    from_: Annotated[str, Field(alias="from", max_length=64, json_schema_extra={"format": "date-time"})]
+    to: Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})]
+    interval: Duration = "1d"
+    parallelism: Annotated[int, Field(ge=1, le=64)] = 1
+
+
+class FeaturePipelineSpec(ApiModel):
+    feature_set: Annotated[Label, Field(json_schema_extra=immutable("featureSet"))]
+    version: Annotated[Label, Field(description="Feature version, e.g. v2; immutable.",
+                                    json_schema_extra=immutable("version"))]
+    schedule: Annotated[str, Field(max_length=128, description="Cron schedule; absent: run once.")] | None = None
+    time_zone: Annotated[str, Field(max_length=64)] | None = None
+    suspend: bool = False
+    concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Forbid"
+    transform: Transform
+    output: Output = Output()
+    expectations: Annotated[list[Expectation], Field(max_length=64)] = []
+    freshness: Freshness | None = None
+    backfill: Backfill | None = None
+    s3_credentials: SecretRef | None = Field(None, description="Secret with AWS_* keys.")
+    description: Text | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        """The apiserver accepts any string here; a wrong field count is caught on reconcile."""
+        if value is not None and not value.startswith("@") and len(value.split()) != CRON_FIELDS:
+            raise ValueError(f"{value!r} is not a 5-field cron expression")
+        return value
+
+
+class RunRecord(StatusModel):
+    time: str | None = None
+    run_id: str | None = None
+    rows: int | None = None
+    duration_seconds: float | None = None
+    output_uri: str | None = None
+
+
+class SchemaColumn(StatusModel):
+    name: str
+    type: str
+
+
+class PublishedSchema(StatusModel):
+    columns: Annotated[list[SchemaColumn], Field(max_length=1024)] = []
+    hash: str | None = None
+
+
+class ExpectationResult(StatusModel):
+    expectation: str
+    passed: bool
+    observed: str | None = None
+
+
+class FeaturePipelineStatus(FerryStatus):
+    last_run: RunRecord | None = None
+    last_successful_run: RunRecord | None = None
+    latest_output_uri: str | None = None
+    published_schema: PublishedSchema | None = Field(None, alias="schema")
+    expectation_results: Annotated[list[ExpectationResult], Field(max_length=128)] = []
+    used_by: Annotated[list[str], Field(max_length=256)] = []

@@ -1,0 +1,120 @@
+"""TrainingRun: a (distributed) GPU training Job tracked in MLflow, optionally a sweep."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field
+
+from ferry.api.common import (
+    ApiModel, Container, Duration, FerryStatus, FreeForm, Label, Name, Quantity, SecretRef,
+    StatusModel, StringMap, Text, Toleration, cel)
+
+
+class MlflowTracking(ApiModel):
+    experiment: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
+        None, description="Experiment name; default: the namespace.")
+    tracking_uri: Annotated[str, Field(max_length=1024)] | None = Field(
+        None, description="Default: the operator's configured MLflow.")
+    credentials: SecretRef | None = None
+
+
+class Checkpoint(ApiModel):
+    uri: Annotated[str, Field(max_length=1024, pattern=r"^s3://[^/]+/.*$")]
+    credentials: SecretRef | None = None
+
+
+class SweepParameter(ApiModel):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        cel("has(self.values) != (has(self.min) && has(self.max))",
+            "a sweep parameter needs either values or min and max"),
+        cel("!has(self.min) || !has(self.max) || self.min < self.max", "min must be below max")]})
+
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    values: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=128)] | None = None
+    min: float | None = None
+    max: float | None = None
+    log_scale: bool = False
+
+
+class Objective(ApiModel):
+    metric: Annotated[str, Field(min_length=1, max_length=256)]
+    goal: Literal["minimize", "maximize"] = "maximize"
+
+
+class Sweep(ApiModel):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        cel("!has(self.parallelism) || self.parallelism <= self.maxTrials",
+            "sweep.parallelism must not exceed sweep.maxTrials")]})
+
+    algorithm: Literal["grid", "random"] = "grid"
+    parameters: Annotated[list[SweepParameter], Field(min_length=1, max_length=16)]
+    max_trials: Annotated[int, Field(ge=1, le=1000)]
+    parallelism: Annotated[int, Field(ge=1, le=100)] = 1
+    objective: Objective
+    seed: int | None = None
+
+
+class Register(ApiModel):
+    """Register the trained model as a ModelVersion named ``<modelName>-<run>`` when it succeeds."""
+
+    model_name: Annotated[str, Field(min_length=1, max_length=256)]
+    artifact_path: Annotated[str, Field(max_length=256)] = "model"
+
+
+class TrainingRunSpec(Container):
+    workers: Annotated[int, Field(ge=1, le=256, description="Nodes; >1 runs torchrun.")] = 1
+    features: Name | None = Field(None, description="FeaturePipeline the code reads (lineage).")
+    parameters: StringMap = {}
+    mlflow: MlflowTracking = MlflowTracking()
+    checkpoint: Checkpoint | None = None
+    node_selector: StringMap = {}
+    tolerations: Annotated[list[Toleration], Field(max_length=32)] = []
+    affinity: FreeForm | None = None
+    priority_class_name: Name | None = None
+    service_account_name: Name | None = None
+    image_pull_secrets: Annotated[list[SecretRef], Field(max_length=16)] = []
+    shm_size: Quantity | None = Field(None, description="Memory-backed /dev/shm for DataLoaders.")
+    queue_name: Label | None = Field(None, description="Kueue LocalQueue; the Job starts suspended.")
+    backoff_limit: Annotated[int, Field(ge=0, le=100)] = 3
+    active_deadline_seconds: Annotated[int, Field(ge=1)] | None = None
+    non_retryable_exit_codes: Annotated[
+        list[Annotated[int, Field(ge=1, le=255)]], Field(max_length=32)] = []
+    scheduling_timeout: Duration | None = Field(
+        None, description="Fail with InsufficientGPU/Unschedulable if not all workers start.")
+    sweep: Sweep | None = None
+    registration: Register | None = Field(None, alias="register")
+    description: Text | None = None
+
+
+class Progress(StatusModel):
+    step: int | None = None
+    epoch: int | None = None
+    metrics: dict[str, float] = {}
+
+
+class Trial(StatusModel):
+    name: str
+    parameters: dict[str, str] = {}
+    phase: str | None = None
+    objective: float | None = None
+    mlflow_run_id: str | None = None
+
+
+class TrainingRunStatus(FerryStatus):
+    job_name: str | None = None
+    mlflow_run_id: str | None = None
+    experiment_id: str | None = None
+    start_time: str | None = None
+    completion_time: str | None = None
+    attempts: int | None = None
+    progress: Progress | None = None
+    metrics: dict[str, float] = {}
+    trials: Annotated[list[Trial], Field(max_length=1000)] = []
+    best_trial: str | None = None
+    model_version: str | None = None
+    gpus: int | None = None
+    message: str | None = None
+
+
+
