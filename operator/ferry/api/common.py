@@ -7,9 +7,11 @@ fields as CEL ``x-kubernetes-validations`` so the apiserver enforces them too.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -52,8 +54,32 @@ def duration_seconds(value: str) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
+@dataclass(frozen=True)
+class Rule:
+    """A cross-field rule declared once: CEL for the apiserver, ``check`` for pydantic."""
+
+    cel: str
+    message: str
+    check: Callable[[Any], bool]
+
+
+def _schema_rules(schema: dict, cls: type) -> None:
+    rules = cls.__dict__.get("rules", ())
+    if rules:
+        schema["x-kubernetes-validations"] = [cel(rule.cel, rule.message) for rule in rules]
+
+
 class ApiModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              json_schema_extra=_schema_rules)
+    rules: ClassVar[tuple[Rule, ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_rules(self):
+        for rule in type(self).__dict__.get("rules", ()):
+            if not rule.check(self):
+                raise ValueError(rule.message)
+        return self
 
 
 class StatusModel(BaseModel):

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from datetime import datetime
+
+from pydantic import Field, field_validator
 
 from ferry.api.common import (
-    ApiModel, Container, Duration, FerryStatus, Label, SecretRef, StatusModel, Text, cel, immutable)
+    ApiModel, Container, Duration, FerryStatus, Label, Rule, SecretRef, StatusModel, Text, immutable)
 
 CRON_FIELDS = 5
+
+
+def _ordered(low, high) -> bool:
+    return low is None or high is None or low <= high
+
+
+def _timestamp(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 class SqlSource(ApiModel):
@@ -23,15 +33,17 @@ class SqlTransform(ApiModel):
     """A DuckDB query over declared S3 sources, run by ``ferry features`` in the operator image."""
 
     query: Annotated[str, Field(min_length=1, max_length=65536)]
-    sources: Annotated[list[SqlSource], Field(min_length=1, max_length=32, json_schema_extra={
-        "x-kubernetes-validations": [cel("self.all(s, self.exists_one(t, t.name == s.name))",
-                                         "source names must be unique")]})]
+    rules = (Rule("self.sources.all(s, self.sources.exists_one(t, t.name == s.name))",
+                  "source names must be unique",
+                  lambda m: len({s.name for s in m.sources}) == len(m.sources)),)
+
+    sources: Annotated[list[SqlSource], Field(min_length=1, max_length=32)]
 
 
 class Transform(ApiModel):
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        cel("has(self.container) != has(self.sql)",
-            "exactly one of transform.container or transform.sql must be set")]})
+    rules = (Rule("has(self.container) != has(self.sql)",
+                  "exactly one of transform.container or transform.sql must be set",
+                  lambda m: (m.container is None) != (m.sql is None)),)
 
     container: Container | None = None
     sql: SqlTransform | None = None
@@ -44,9 +56,8 @@ class Output(ApiModel):
 
 
 class RowCount(ApiModel):
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        cel("!has(self.min) || !has(self.max) || self.min <= self.max",
-            "rowCount.min must not exceed rowCount.max")]})
+    rules = (Rule("!has(self.min) || !has(self.max) || self.min <= self.max",
+                  "rowCount.min must not exceed rowCount.max", lambda m: _ordered(m.min, m.max)),)
 
     min: Annotated[int, Field(ge=0)] | None = None
     max: Annotated[int, Field(ge=0)] | None = None
@@ -55,10 +66,12 @@ class RowCount(ApiModel):
 class Expectation(ApiModel):
     """Checks one column (or, with ``rowCount``, the whole output) before it is published."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        cel("has(self.column) || has(self.rowCount)", "an expectation needs a column or rowCount"),
-        cel("!has(self.min) || !has(self.max) || self.min <= self.max",
-            "min must not exceed max")]})
+    rules = (
+        Rule("has(self.column) || has(self.rowCount)", "an expectation needs a column or rowCount",
+             lambda m: m.column is not None or m.row_count is not None),
+        Rule("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max",
+             lambda m: _ordered(m.min, m.max)),
+    )
 
     column: Annotated[str, Field(max_length=253)] | None = None
     type: Literal["int", "float", "string", "bool", "timestamp", "date"] | None = None
@@ -75,8 +88,9 @@ class Freshness(ApiModel):
 
 
 class Backfill(ApiModel):
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        cel("timestamp(self.from) < timestamp(self.to)", "backfill.from must be before backfill.to")]})
+    rules = (Rule("timestamp(self.from) < timestamp(self.to)",
+                  "backfill.from must be before backfill.to",
+                  lambda m: _timestamp(m.from_) < _timestamp(m.to)),)
 
     from_: Annotated[str, Field(alias="from", max_length=64, json_schema_extra={"format": "date-time"})]
     to: Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})]

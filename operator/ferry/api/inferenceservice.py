@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from ferry.api.common import (
-    ApiModel, Duration, EnvVar, FerryStatus, FreeForm, Name, Resources, StatusModel, cel)
+    ApiModel, Duration, EnvVar, FerryStatus, FreeForm, Name, Resources, Rule, StatusModel)
 
 Percent = Annotated[int, Field(ge=0, le=100)]
 
@@ -15,10 +15,13 @@ Percent = Annotated[int, Field(ge=0, le=100)]
 class ModelRef(ApiModel):
     """Pin a ModelVersion (GitOps) or follow the newest approved version of a model (CD)."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        cel("has(self.modelVersion) != has(self.modelName)",
-            "exactly one of model.modelVersion or model.modelName must be set"),
-        cel("!has(self.policy) || has(self.modelName)", "model.policy needs model.modelName")]})
+    rules = (
+        Rule("has(self.modelVersion) != has(self.modelName)",
+             "exactly one of model.modelVersion or model.modelName must be set",
+             lambda m: (m.model_version is None) != (m.model_name is None)),
+        Rule("!has(self.policy) || has(self.modelName)", "model.policy needs model.modelName",
+             lambda m: m.policy is None or m.model_name is not None),
+    )
 
     model_version: Name | None = None
     model_name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
@@ -38,9 +41,9 @@ class Runtime(ApiModel):
 
 
 class Autoscaling(ApiModel):
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        cel("self.minReplicas <= self.maxReplicas",
-            "autoscaling.minReplicas must not exceed autoscaling.maxReplicas")]})
+    rules = (Rule("self.minReplicas <= self.maxReplicas",
+                  "autoscaling.minReplicas must not exceed autoscaling.maxReplicas",
+                  lambda m: m.min_replicas <= m.max_replicas),)
 
     min_replicas: Annotated[int, Field(ge=0, le=1000)] = 1
     max_replicas: Annotated[int, Field(ge=1, le=1000)]
@@ -75,9 +78,9 @@ class Pause(ApiModel):
 
 
 class CanaryStep(ApiModel):
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        cel("has(self.setWeight) != has(self.pause)",
-            "each canary step sets exactly one of setWeight or pause")]})
+    rules = (Rule("has(self.setWeight) != has(self.pause)",
+                  "each canary step sets exactly one of setWeight or pause",
+                  lambda m: (m.set_weight is None) != (m.pause is None)),)
 
     set_weight: Percent | None = None
     pause: Pause | None = None
@@ -102,10 +105,10 @@ class Shadow(ApiModel):
 
 
 class Strategy(ApiModel):
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        cel("(has(self.canary) ? 1 : 0) + (has(self.blueGreen) ? 1 : 0) + "
-            "(has(self.shadow) ? 1 : 0) <= 1",
-            "set at most one of strategy.canary, strategy.blueGreen or strategy.shadow")]})
+    rules = (Rule("(has(self.canary) ? 1 : 0) + (has(self.blueGreen) ? 1 : 0) + "
+                  "(has(self.shadow) ? 1 : 0) <= 1",
+                  "set at most one of strategy.canary, strategy.blueGreen or strategy.shadow",
+                  lambda m: sum(x is not None for x in (m.canary, m.blue_green, m.shadow)) <= 1),)
 
     canary: Canary | None = None
     blue_green: BlueGreen | None = None

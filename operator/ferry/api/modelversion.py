@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
-from ferry.api.common import ApiModel, FerryStatus, Name, StatusModel, StringMap, Text, cel, immutable
+from ferry.api.common import (
+    ApiModel, FerryStatus, Name, Rule, StatusModel, StringMap, Text, immutable)
 
 MODEL_SOURCE = r"^(runs:/[^/]+/.+|models:/.+|s3://[^/]+/.+)$"
 
@@ -33,8 +34,8 @@ class Gates(ApiModel):
 class Approval(ApiModel):
     """Human approval as a spec field, so it can go through Git review (``ferry approve``)."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        cel("!has(self.comment) || has(self.approvedBy)", "approval.comment needs approvedBy")]})
+    rules = (Rule("!has(self.comment) || has(self.approvedBy)", "approval.comment needs approvedBy",
+                  lambda m: m.comment is None or m.approved_by is not None),)
 
     required: bool = False
     approved_by: Annotated[str, Field(min_length=1, max_length=256)] | None = None
@@ -42,9 +43,9 @@ class Approval(ApiModel):
 
 
 class ModelVersionSpec(ApiModel):
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        cel("has(self.source) != has(self.trainingRunRef)",
-            "exactly one of source or trainingRunRef must be set")]})
+    rules = (Rule("has(self.source) != has(self.trainingRunRef)",
+                  "exactly one of source or trainingRunRef must be set",
+                  lambda m: (m.source is None) != (m.training_run_ref is None)),)
 
     model_name: Annotated[str, Field(min_length=1, max_length=256,
                                      json_schema_extra=immutable("modelName"))]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from ferry.api.common import (
-    ApiModel, Container, Duration, FerryStatus, FreeForm, Label, Name, Quantity, SecretRef,
-    StatusModel, StringMap, Text, Toleration, cel)
+    ApiModel, Container, Duration, FerryStatus, FreeForm, Label, Name, Quantity, Rule,
+    SecretRef, StatusModel, StringMap, Text, Toleration)
 
 
 class MlflowTracking(ApiModel):
@@ -25,10 +25,13 @@ class Checkpoint(ApiModel):
 
 
 class SweepParameter(ApiModel):
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        cel("has(self.values) != (has(self.min) && has(self.max))",
-            "a sweep parameter needs either values or min and max"),
-        cel("!has(self.min) || !has(self.max) || self.min < self.max", "min must be below max")]})
+    rules = (
+        Rule("has(self.values) != (has(self.min) && has(self.max))",
+             "a sweep parameter needs either values or min and max",
+             lambda m: (m.values is not None) != (m.min is not None and m.max is not None)),
+        Rule("!has(self.min) || !has(self.max) || self.min < self.max", "min must be below max",
+             lambda m: m.min is None or m.max is None or m.min < m.max),
+    )
 
     name: Annotated[str, Field(min_length=1, max_length=128)]
     values: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=128)] | None = None
@@ -43,9 +46,9 @@ class Objective(ApiModel):
 
 
 class Sweep(ApiModel):
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        cel("!has(self.parallelism) || self.parallelism <= self.maxTrials",
-            "sweep.parallelism must not exceed sweep.maxTrials")]})
+    rules = (Rule("!has(self.parallelism) || self.parallelism <= self.maxTrials",
+                  "sweep.parallelism must not exceed sweep.maxTrials",
+                  lambda m: m.parallelism <= m.max_trials),)
 
     algorithm: Literal["grid", "random"] = "grid"
     parameters: Annotated[list[SweepParameter], Field(min_length=1, max_length=16)]
