@@ -82,6 +82,7 @@ async def _operate(config: OperatorConfig, api_client: client.ApiClient, stop: t
             memo=memo,
         )
     finally:
+        stop.set()  # kopf may have stopped on its own signal handler: release its flag waiter
         heartbeat.cancel()
         executors.shutdown()
 
