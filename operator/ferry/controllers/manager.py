@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import os
 import signal
 import threading
 import time
@@ -57,8 +56,24 @@ async def _heartbeat(health: Health, interval: float = 1.0) -> None:
         health.beat()
 
 
+def connection_info(kubeconfig: str | None) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same source as ours, loaded afresh on every (re-)login so a
+    rotated service-account token is picked up."""
+    loaded = load_client_config(kubeconfig)
+    # "Bearer <token>" from a kubeconfig, "bearer <token>" in-cluster
+    token = (loaded.api_key or {}).get("authorization", "").partition(" ")[2].strip()
+    return kopf.ConnectionInfo(
+        server=loaded.host,
+        ca_path=loaded.ssl_ca_cert,
+        insecure=not loaded.verify_ssl,
+        certificate_path=loaded.cert_file,
+        private_key_path=loaded.key_file,
+        token=token or None,
+    )
+
+
 async def _operate(config: OperatorConfig, api_client: client.ApiClient, stop: threading.Event,
-                   health: Health) -> None:
+                   health: Health, kubeconfig: str | None) -> None:
     executors = Executors(config)
     memo = kopf.Memo(ctx=Context(config=config, kube=Kube(api_client, executors)),
                      wakeups=Wakeups())
@@ -69,8 +84,8 @@ async def _operate(config: OperatorConfig, api_client: client.ApiClient, stop: t
         kopf_settings.configure(settings, config.kube_workers)
 
     @kopf.on.login()
-    def login(**kwargs):
-        return kopf.login_via_client(**kwargs)
+    def login(**_) -> kopf.ConnectionInfo:
+        return connection_info(kubeconfig)
 
     heartbeat = asyncio.create_task(_heartbeat(health))
     try:
@@ -89,8 +104,6 @@ async def _operate(config: OperatorConfig, api_client: client.ApiClient, stop: t
 
 def run(config: OperatorConfig, kubeconfig: str | None = None) -> int:
     ferry_logging.configure(config.log_level, config.log_format)
-    if kubeconfig:
-        os.environ["KUBECONFIG"] = kubeconfig  # for kopf's login as well as ours
     api_client = client.ApiClient(load_client_config(kubeconfig, config.kube_workers))
     health = Health()
     server = serve(health, config.metrics_host, config.metrics_port)
@@ -115,7 +128,7 @@ def run(config: OperatorConfig, kubeconfig: str | None = None) -> int:
         # Losing the Lease stops the kopf loop through the same flag as a signal does.
         threading.Thread(target=lambda: elector.lost.wait() and stop.set(), daemon=True).start()
     try:
-        asyncio.run(_operate(config, api_client, stop, health))
+        asyncio.run(_operate(config, api_client, stop, health, kubeconfig))
     finally:
         stop.set()
         LEADER.set(0)
