@@ -164,7 +164,7 @@ class FileSpec:
     mode: int
 
 
-def _items(data: dict[str, bytes], items: list | None, default_mode: int) -> list[FileSpec]:
+def select_items(data: dict[str, bytes], items: list | None, default_mode: int) -> list[FileSpec]:
     if not items:
         return [FileSpec(key, value, default_mode) for key, value in sorted(data.items())]
     return [FileSpec(item["path"], data[item["key"]], item.get("mode", default_mode))

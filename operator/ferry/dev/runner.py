@@ -39,7 +39,7 @@ from kubernetes.client.rest import ApiException
 from ferry.dev.podspec import (
     SA_MOUNT, FileSpec, Lookups, PodSpecError, command_line, decode_secret, downward_files,
     encode, log_path, mounts_for, pod_dir, pod_ip_for, pod_phase, resolve_env, restart_backoff,
-    should_restart, terminated_reason, _items)
+    should_restart, terminated_reason, select_items)
 
 log = logging.getLogger("ferry.runner")
 HOST_IP = "127.0.0.1"
@@ -275,7 +275,7 @@ class PodWorker(threading.Thread):
                 if data is None and not source.get("optional"):
                     raise PodSpecError("ContainerCreating",
                                        f"configmap {source['name']!r} not found")
-                files = _items(encode(data or {}), source.get("items"),
+                files = select_items(encode(data or {}), source.get("items"),
                                source.get("defaultMode", 0o644))
             elif "secret" in volume:
                 source = volume["secret"]
@@ -283,7 +283,7 @@ class PodWorker(threading.Thread):
                 if data is None and not source.get("optional"):
                     raise PodSpecError("ContainerCreating",
                                        f"secret {source['secretName']!r} not found")
-                files = _items(encode(data or {}), source.get("items"),
+                files = select_items(encode(data or {}), source.get("items"),
                                source.get("defaultMode", 0o644))
             elif "downwardAPI" in volume:
                 source = volume["downwardAPI"]
@@ -311,10 +311,10 @@ class PodWorker(threading.Thread):
                 files.append(FileSpec(source["serviceAccountToken"]["path"], token.encode(), mode))
             elif "configMap" in source:
                 data = lookups.config_maps.get(source["configMap"]["name"], {})
-                files += _items(encode(data), source["configMap"].get("items"), mode)
+                files += select_items(encode(data), source["configMap"].get("items"), mode)
             elif "secret" in source:
                 data = lookups.secrets.get(source["secret"]["name"], {})
-                files += _items(encode(data), source["secret"].get("items"), mode)
+                files += select_items(encode(data), source["secret"].get("items"), mode)
             elif "downwardAPI" in source:
                 files += downward_files(self.pod, source["downwardAPI"].get("items") or [],
                                         self.ip, HOST_IP, mode)
