@@ -41,7 +41,7 @@ unit: $(INSTALLED)
 integration: setup
 	$(BIN)/python -m pytest tests/integration -q $(PYTEST_ARGS)
 
-test: setup crds-check
+test: setup lint crds-check
 	$(BIN)/python -m pytest tests/unit tests/integration -q $(PYTEST_ARGS)
 
 demo: setup

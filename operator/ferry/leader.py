@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -81,7 +81,7 @@ class LeaderElector:
             lease, spec = None, None
         self.observation.observe(spec, time.monotonic())
         desired = desired_lease(spec, self.identity, self.observation, time.monotonic(),
-                                datetime.now(timezone.utc), self.duration)
+                                datetime.now(UTC), self.duration)
         if desired is None:
             return False
         body = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": desired}

@@ -1,8 +1,8 @@
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from ferry.leader import Observation, desired_lease
 
-NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 
 
 def observed(spec, at):

@@ -102,7 +102,8 @@ class FeaturePipelineSpec(ApiModel):
     feature_set: Annotated[Label, Field(json_schema_extra=immutable("featureSet"))]
     version: Annotated[Label, Field(description="Feature version, e.g. v2; immutable.",
                                     json_schema_extra=immutable("version"))]
-    schedule: Annotated[str, Field(max_length=128, description="Cron schedule; absent: run once.")] | None = None
+    schedule: Annotated[str, Field(max_length=128)] | None = Field(
+        None, description="Cron schedule; absent: run once.")
     time_zone: Annotated[str, Field(max_length=64)] | None = None
     suspend: bool = False
     concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Forbid"

@@ -49,8 +49,8 @@ class ModelVersionSpec(ApiModel):
 
     model_name: Annotated[str, Field(min_length=1, max_length=256,
                                      json_schema_extra=immutable("modelName"))]
-    source: Annotated[str, Field(max_length=1024, pattern=MODEL_SOURCE,
-                                 description="runs:/<id>/<path>, models:/<name>/<v> or s3://...")] | None = None
+    source: Annotated[str, Field(max_length=1024, pattern=MODEL_SOURCE)] | None = Field(
+        None, description="runs:/<id>/<path>, models:/<name>/<v> or s3://...")
     training_run_ref: Name | None = Field(None, description="TrainingRun providing source and metrics.")
     features: Name | None = Field(None, description="FeaturePipeline the model was trained on.")
     description: Text | None = None

@@ -260,7 +260,7 @@ class LocalCluster:
             )
             # kwokctl signals the components without waiting for them: wait, then insist.
             for pid in pids:
-                wait_until(lambda: not _alive(pid), 15, f"pid {pid} to exit", raise_=False)
+                wait_until(lambda pid=pid: not _alive(pid), 15, f"pid {pid} to exit", raise_=False)
                 if _alive(pid):
                     os.kill(pid, signal.SIGKILL)
         (self.state_dir / "cluster.json").unlink(missing_ok=True)

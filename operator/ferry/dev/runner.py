@@ -30,14 +30,14 @@ import sys
 import threading
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from kubernetes import client, config as kube_config, watch
 from kubernetes.client.rest import ApiException
 
 from ferry.dev.podspec import (
-    SA_MOUNT, FileSpec, Lookups, PodSpecError, command_line, decode_secret, downward_files,
+    FileSpec, Lookups, PodSpecError, command_line, decode_secret, downward_files,
     encode, log_path, mounts_for, pod_dir, pod_ip_for, pod_phase, resolve_env, restart_backoff,
     should_restart, terminated_reason, select_items)
 
@@ -47,11 +47,11 @@ RUNNER_LABEL = "ferry.dev/local-runner"
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def micro_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Node:
