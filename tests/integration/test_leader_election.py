@@ -24,6 +24,13 @@ def reconciles(replica) -> float:
     return sample_total(replica.metrics(), "ferry_reconcile_total")
 
 
+def apply_and_wait(cluster, namespace: str, kind: str) -> None:
+    obj = example(kind)
+    apply(cluster, namespace, obj)
+    wait_for(lambda: reconciled(get(cluster, namespace, kind, obj["metadata"]["name"])),
+             timeout=30, message=f"{kind} reconciled")
+
+
 def test_only_the_leader_reconciles_and_the_standby_takes_over(cluster, tmp_path):
     namespace = create_namespace(cluster, "le")
     env = FAST_LEASE | {"FERRY_LEASE_NAME": f"ferry-{namespace}"}
@@ -32,21 +39,13 @@ def test_only_the_leader_reconciles_and_the_standby_takes_over(cluster, tmp_path
         wait_for(lambda: sum(map(is_leader, replicas)) == 1, timeout=30, message="one leader")
         leader, standby = sorted(replicas, key=is_leader, reverse=True)
 
-        first = example("TrainingRun")
-        apply(cluster, namespace, first)
-        wait_for(lambda: reconciled(get(cluster, namespace, "TrainingRun",
-                                        first["metadata"]["name"])),
-                 timeout=30, message="object reconciled by the leader")
+        apply_and_wait(cluster, namespace, "TrainingRun")
         assert reconciles(leader) > 0
         assert reconciles(standby) == 0 and not is_leader(standby)
 
         leader.stop(signal.SIGKILL)  # no graceful release: the standby must wait out the Lease
         wait_for(lambda: is_leader(standby), timeout=30, message="standby takes over")
-        second = example("ModelVersion")
-        apply(cluster, namespace, second)
-        wait_for(lambda: reconciled(get(cluster, namespace, "ModelVersion",
-                                        second["metadata"]["name"])),
-                 timeout=30, message="object reconciled by the new leader")
+        apply_and_wait(cluster, namespace, "ModelVersion")
         assert reconciles(standby) > 0
     finally:
         for replica in replicas:

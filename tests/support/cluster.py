@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -15,13 +14,8 @@ import requests
 from kubernetes import client
 
 from ferry.dev.controlplane import LocalCluster
+from ferry.dev.processes import free_port
 from support.waiting import wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -21,11 +21,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from ferry.dev.processes import alive, stop_process_group, wait_until
 
 DEV_DIR = Path(__file__).resolve().parent
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -145,46 +146,6 @@ def default_fleet(cpu_nodes: int = 2, gpu_nodes: int = 2, gpus_per_node: int = 8
 # --- processes -----------------------------------------------------------------------------------
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.2, raise_: bool = True):
-    """Poll ``predicate`` until it returns a truthy value; raise TimeoutError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            if not raise_:
-                return result
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def stop_process_group(pid: int, grace: float = 10.0) -> None:
-    """SIGTERM a process group, then SIGKILL it if it outlives ``grace``."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    return
-            except ChildProcessError:
-                if not _alive(pid):
-                    return
-            time.sleep(0.1)
-
-
 @dataclass
 class LocalCluster:
     """The control plane, KWOK nodes and the local pod runner, all on loopback.
@@ -260,8 +221,8 @@ class LocalCluster:
             )
             # kwokctl signals the components without waiting for them: wait, then insist.
             for pid in pids:
-                wait_until(lambda pid=pid: not _alive(pid), 15, f"pid {pid} to exit", raise_=False)
-                if _alive(pid):
+                wait_until(lambda pid=pid: not alive(pid), 15, f"pid {pid} to exit", raise_=False)
+                if alive(pid):
                     os.kill(pid, signal.SIGKILL)
         (self.state_dir / "cluster.json").unlink(missing_ok=True)
 

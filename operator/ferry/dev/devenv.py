@@ -16,7 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from ferry.dev.controlplane import LocalCluster, ensure_binaries, stop_process_group, wait_until
+from ferry.dev.controlplane import LocalCluster, ensure_binaries
+from ferry.dev.processes import alive, stop_process_group, wait_until
 
 
 def default_state_dir() -> Path:
@@ -122,18 +123,10 @@ def status(state_dir: Path) -> dict:
     cluster = LocalCluster(Path(state["clusterDir"]))
     report = {"running": cluster.is_running(), "kubeconfig": state["kubeconfig"]}
     if pid := state.get("operatorPid"):
-        report["operator"] = "running" if _alive(pid) else "exited"
+        report["operator"] = "running" if alive(pid) else "exited"
     if cluster.is_running():
         report["nodes"] = cluster.kubectl("get", "nodes", "-o", "wide").stdout
     return report
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def main(args) -> int:

@@ -269,22 +269,8 @@ class PodWorker(threading.Thread):
                 continue
             target.mkdir(parents=True, exist_ok=True)
             files: list[FileSpec] = []
-            if "configMap" in volume:
-                source = volume["configMap"]
-                data = lookups.config_maps.get(source["name"])
-                if data is None and not source.get("optional"):
-                    raise PodSpecError("ContainerCreating",
-                                       f"configmap {source['name']!r} not found")
-                files = select_items(encode(data or {}), source.get("items"),
-                               source.get("defaultMode", 0o644))
-            elif "secret" in volume:
-                source = volume["secret"]
-                data = lookups.secrets.get(source["secretName"])
-                if data is None and not source.get("optional"):
-                    raise PodSpecError("ContainerCreating",
-                                       f"secret {source['secretName']!r} not found")
-                files = select_items(encode(data or {}), source.get("items"),
-                               source.get("defaultMode", 0o644))
+            if "configMap" in volume or "secret" in volume:
+                files = self.object_files(volume, lookups)
             elif "downwardAPI" in volume:
                 source = volume["downwardAPI"]
                 files = downward_files(self.pod, source.get("items") or [], self.ip, HOST_IP,
@@ -301,6 +287,17 @@ class PodWorker(threading.Thread):
                 path.chmod(file.mode)
             result[name] = target
         return result
+
+    @staticmethod
+    def object_files(volume: dict, lookups: Lookups) -> list[FileSpec]:
+        """Files of a configMap or secret volume; a missing object blocks the pod unless optional."""
+        kind = "configMap" if "configMap" in volume else "secret"
+        source = volume[kind]
+        name = source["name"] if kind == "configMap" else source["secretName"]
+        data = (lookups.config_maps if kind == "configMap" else lookups.secrets).get(name)
+        if data is None and not source.get("optional"):
+            raise PodSpecError("ContainerCreating", f"{kind.lower()} {name!r} not found")
+        return select_items(encode(data or {}), source.get("items"), source.get("defaultMode", 0o644))
 
     def projected_files(self, projected: dict, lookups: Lookups) -> list[FileSpec]:
         mode = projected.get("defaultMode", 0o644)

@@ -15,8 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,18 +24,14 @@ from pathlib import Path
 
 import yaml
 
+from ferry.dev.processes import free_port, stop_process_group
+
 BUCKET = "ferry"
 REGION = "us-east-1"
 # Development-only credentials of the local S3 server; it listens on loopback only.
 ACCESS_KEY = "ferry-dev"
 SECRET_KEY = "ferry-dev-secret-key"
 DEBIAN_PACKAGES = {"prometheus": "prometheus", "prometheus-pushgateway": "prometheus-pushgateway"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_ok(url: str) -> bool:
@@ -152,27 +146,8 @@ class Service:
     def stop(self, grace: float = 10) -> None:
         if self.pid is None:
             return
-        stop_group(self.pid, grace)
+        stop_process_group(self.pid, grace)
         self.pid = None
-
-
-def stop_group(pid: int, grace: float = 10) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    return
-            except ChildProcessError:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    return
-            time.sleep(0.1)
 
 
 def s3_service(state_dir: Path, kind: str | None = None) -> tuple[Service, str]:
@@ -296,7 +271,7 @@ class DevServices:
         path = state_dir / "services.json"
         if path.exists():
             for pid in reversed(list(json.loads(path.read_text())["pids"].values())):
-                stop_group(pid)
+                stop_process_group(pid)
             path.unlink()
 
 
