@@ -54,7 +54,7 @@ status: $(INSTALLED)
 	$(BIN)/ferry dev status
 
 bench: setup
-	$(BIN)/python -m pytest tests/bench -q -s $(PYTEST_ARGS)
+	set -o pipefail; $(BIN)/python -m pytest tests/bench -q -s $(PYTEST_ARGS) | grep -E "BENCH|passed|failed"
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check operator tests

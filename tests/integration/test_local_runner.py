@@ -195,9 +195,10 @@ def test_missing_command_is_reported_not_crashed(cluster, namespace):
            "spec": {"containers": [{"name": "main", "image": "nginx"}]}}
     apply(cluster, namespace, pod)
 
-    def waiting_reason():
+    def waiting():
         status = get_json(cluster, namespace, "pod", "nocmd")["status"]
-        return status["containerStatuses"][0]["state"].get("waiting", {}).get("reason")
+        state = status["containerStatuses"][0]["state"].get("waiting", {})
+        return state if state.get("reason") == "CreateContainerConfigError" else None
 
-    assert wait_for(waiting_reason, timeout=30, message="waiting reason") == \
-        "CreateContainerConfigError"
+    state = wait_for(waiting, timeout=30, message="CreateContainerConfigError")
+    assert "ignores images" in state["message"]
