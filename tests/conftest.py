@@ -43,9 +43,9 @@ def namespace(cluster: ClusterHandle) -> str:
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: ClusterHandle, tmp_path_factory) -> OperatorProcess:
+def operator(cluster: ClusterHandle, services, tmp_path_factory) -> OperatorProcess:
     handle = start_operator(cluster, tmp_path_factory.mktemp("operator"), "ft-*",
-                            FERRY_LEASE_NAME="ferry-session-operator")
+                            FERRY_LEASE_NAME="ferry-session-operator", **services.env())
     yield handle
     handle.stop()
 

@@ -45,6 +45,12 @@ def _dev(args: argparse.Namespace) -> int:
     return devenv.main(args)
 
 
+def _features(args: argparse.Namespace) -> int:
+    from ferry.features import job
+
+    return job.main([args.action])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferry", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--examples", type=Path,
                      help="apply these manifests once up and wait until they are reconciled")
     dev.set_defaults(func=_dev)
+    features = commands.add_parser(
+        "features", help="compute/validate one FeaturePipeline run (inside its Job)")
+    features.add_argument("action", choices=["run", "validate"])
+    features.set_defaults(func=_features)
     return parser
 
 

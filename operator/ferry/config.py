@@ -27,6 +27,11 @@ class OperatorConfig(BaseModel):
     resync_seconds: float = Field(60.0, description="Periodic drift check of every object.")
     log_level: str = "INFO"
     log_format: str = "json"
+    image: str = Field("ghcr.io/ferry-dev/ferry:0.1.0",
+                       description="Image of the pods that run Ferry's own commands.")
+    s3_endpoint: str | None = Field(None, description="S3 endpoint for Ferry and its pods.")
+    s3_bucket: str = "ferry"
+    features_prefix: str = "features"
     kube_workers: int = 8
     mlflow_workers: int = 4
     s3_workers: int = 4

@@ -22,11 +22,53 @@ def load_client_config(kubeconfig: str | None = None, pool_size: int = 8) -> cli
     return configuration
 
 
+FIELD_MANAGER = "ferry"
+
+
 class Kube:
     def __init__(self, api_client: client.ApiClient, executors: Executors) -> None:
         self.api_client = api_client
         self.custom = client.CustomObjectsApi(api_client)
         self.executors = executors
+        self._dynamic = None
+
+    def _resource(self, api_version: str, kind: str):
+        if self._dynamic is None:
+            from kubernetes.dynamic import DynamicClient
+
+            self._dynamic = DynamicClient(self.api_client)
+        return self._dynamic.resources.get(api_version=api_version, kind=kind)
+
+    async def apply(self, manifest: dict) -> dict:
+        """Server-side apply as the ``ferry`` field manager: create or converge, idempotently."""
+        def run():
+            resource = self._resource(manifest["apiVersion"], manifest["kind"])
+            return resource.server_side_apply(
+                body=manifest, name=manifest["metadata"]["name"],
+                namespace=manifest["metadata"].get("namespace"), field_manager=FIELD_MANAGER,
+                force_conflicts=True).to_dict()
+
+        return await self.executors.run("kube", run)
+
+    async def list(self, api_version: str, kind: str, namespace: str, selector: str) -> list[dict]:
+        def run():
+            resource = self._resource(api_version, kind)
+            return resource.get(namespace=namespace, label_selector=selector).to_dict()["items"]
+
+        return await self.executors.run("kube", run)
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """Delete with background propagation; a missing object is fine."""
+        def run():
+            resource = self._resource(api_version, kind)
+            try:
+                resource.delete(name=name, namespace=namespace,
+                                body={"propagationPolicy": "Background"})
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
+        await self.executors.run("kube", run)
 
     async def patch_status(self, info: KindInfo, namespace: str, name: str, status: dict) -> None:
         """Merge-patch the status subresource. A vanished object is not an error."""

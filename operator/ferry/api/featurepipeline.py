@@ -125,6 +125,7 @@ class FeaturePipelineSpec(ApiModel):
 
 
 class RunRecord(StatusModel):
+    state: Literal["Running", "Succeeded", "Failed"] | None = None
     time: str | None = None
     run_id: str | None = None
     rows: int | None = None

@@ -5,6 +5,9 @@ from __future__ import annotations
 MANAGED_BY = "app.kubernetes.io/managed-by"
 PART_OF = "app.kubernetes.io/part-of"
 MANAGED_BY_SELECTOR = {MANAGED_BY: "ferry"}
+# Set on children that another controller creates for us (a CronJob's Jobs), whose
+# ownerReference points at that controller rather than at the Ferry object.
+OWNER_UID = "ferry.dev/owner-uid"
 
 
 def child_labels(kind: str, name: str, **extra: str) -> dict[str, str]:

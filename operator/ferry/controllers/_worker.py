@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import kopf
 
 from ferry.adapters.kube import Kube
+from ferry.adapters.s3 import ObjectStore
 from ferry.api import GROUP, VERSION, KindInfo
 from ferry.config import OperatorConfig
 from ferry.observability.metrics import ACTIVE_WORKERS, PHASES, track_reconcile
@@ -35,6 +36,7 @@ class Context:
 
     config: OperatorConfig
     kube: Kube
+    store: ObjectStore
 
 
 Reconcile = Callable[[Context, kopf.Body], Awaitable[Outcome]]

@@ -9,16 +9,19 @@ from __future__ import annotations
 import kopf
 
 from ferry.api import GROUP
-from ferry.builders.labels import MANAGED_BY_SELECTOR
+from ferry.builders.labels import MANAGED_BY_SELECTOR, OWNER_UID
 
 CHILD_RESOURCES = (("batch", "v1", "jobs"), ("batch", "v1", "cronjobs"), ("apps", "v1", "deployments"))
 
 
 def owner_uids(body: kopf.Body) -> list[str]:
-    return [
+    uids = [
         ref["uid"] for ref in body.metadata.get("ownerReferences", [])
         if ref.get("controller") and ref.get("apiVersion", "").startswith(f"{GROUP}/")
     ]
+    if label := body.metadata.get("labels", {}).get(OWNER_UID):
+        uids.append(label)
+    return uids
 
 
 def register() -> None:

@@ -1,6 +1,72 @@
-"""FeaturePipeline controller. Until the capability lands, its reconcile only accepts the spec."""
+"""FeaturePipeline controller: read → build → apply → set status.
+
+It converges the one child (a Job when run once, a CronJob when scheduled), removes the other kind
+when the schedule is added or dropped, and derives status from the pipeline's Jobs and the run
+results the Jobs wrote to S3.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, UTC
+
+import kopf
 
 from ferry.api import KINDS
-from ferry.controllers._worker import accepting_reconcile, register
+from ferry.builders.featurepipeline import FeatureSettings, build_child, version_uri
+from ferry.builders.labels import child_labels
+from ferry.controllers._worker import Context, register
+from ferry.features import layout
+from ferry.reconcilers.accept import accept
+from ferry.reconcilers.featurepipeline import Observed, decide, job_state
+from ferry.reconcilers.outcome import Outcome
 
-register(KINDS["FeaturePipeline"], accepting_reconcile(KINDS["FeaturePipeline"]))
+INFO = KINDS["FeaturePipeline"]
+RESULTS_READ = 3  # newest finished runs whose result is read back each reconcile
+
+
+def settings(ctx: Context) -> FeatureSettings:
+    config = ctx.config
+    return FeatureSettings(image=config.image, bucket=config.s3_bucket,
+                           prefix=config.features_prefix, s3_endpoint=config.s3_endpoint)
+
+
+async def read_results(ctx: Context, version: str, latest_run: str | None,
+                       jobs: list[dict]) -> dict[str, dict]:
+    """The ``_result.json`` of the newest finished runs and of the published one."""
+    finished = sorted((j for j in jobs if job_state(j) != "Running"),
+                      key=lambda j: j["metadata"].get("creationTimestamp", ""), reverse=True)
+    run_ids = [j["metadata"]["name"] for j in finished[:RESULTS_READ]]
+    if latest_run and latest_run not in run_ids:
+        run_ids.append(latest_run)
+    results = {}
+    for run_id in run_ids:
+        result = await ctx.kube.executors.run(
+            "s3", ctx.store.get_json, layout.result_uri(layout.run_uri(version, run_id)))
+        if result:
+            results[run_id] = result
+    return results
+
+
+async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
+    spec, outcome = accept(INFO, body)
+    if spec is None:
+        return outcome
+    namespace, name = body.metadata.namespace, body.metadata.name
+    child = build_child(dict(body), spec, settings(ctx))
+    await ctx.kube.apply(child)
+    if child["kind"] == "Job":  # no longer scheduled
+        await ctx.kube.delete("batch/v1", "CronJob", namespace, name[:52])
+    selector = ",".join(f"{k}={v}" for k, v in child_labels(INFO.kind, name).items())
+    jobs = await ctx.kube.list("batch/v1", "Job", namespace, selector)
+    version = version_uri(spec, settings(ctx))
+    latest = await ctx.kube.executors.run("s3", ctx.store.get_json, layout.latest_uri(version))
+    results = await read_results(ctx, version, (latest or {}).get("runId"), jobs)
+    status = outcome.status
+    fields, events, requeue = decide(
+        spec, {**dict(body.get("status") or {}), **status}, body.metadata["generation"],
+        Observed(jobs=jobs, latest=latest, results=results, now=datetime.now(UTC)))
+    return Outcome(status={**status, **fields}, events=outcome.events + events,
+                   requeue_after=requeue)
+
+
+register(INFO, reconcile)

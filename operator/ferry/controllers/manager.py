@@ -19,6 +19,7 @@ from kubernetes import client
 
 from ferry.adapters.executors import Executors
 from ferry.adapters.kube import Kube, load_client_config
+from ferry.adapters.s3 import ObjectStore
 from ferry.config import OperatorConfig
 from ferry.controllers import children, settings as kopf_settings
 from ferry.controllers._worker import Context, Wakeups
@@ -75,8 +76,9 @@ def connection_info(kubeconfig: str | None) -> kopf.ConnectionInfo:
 async def _operate(config: OperatorConfig, api_client: client.ApiClient, stop: threading.Event,
                    health: Health, kubeconfig: str | None) -> None:
     executors = Executors(config)
-    memo = kopf.Memo(ctx=Context(config=config, kube=Kube(api_client, executors)),
-                     wakeups=Wakeups())
+    context = Context(config=config, kube=Kube(api_client, executors),
+                      store=ObjectStore(endpoint_url=config.s3_endpoint))
+    memo = kopf.Memo(ctx=context, wakeups=Wakeups())
     register_controllers()
 
     @kopf.on.startup()

@@ -322,7 +322,9 @@ class PodWorker(threading.Thread):
     def launch(self, container: ContainerProcess, lookups: Lookups, volumes: dict[str, Path]):
         env = resolve_env(self.pod, container.spec, lookups, self.ip, HOST_IP,
                           self.runner.service_env, self.runner.capacity)
-        env.setdefault("PATH", os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"))
+        # The runner's own Python environment stands in for the images: `ferry` is on PATH.
+        env.setdefault("PATH", f"{Path(sys.executable).parent}{os.pathsep}"
+                               f"{os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin')}")
         env.setdefault("HOSTNAME", self.pod["metadata"]["name"])
         container.start(command_line(container.spec, env), env,
                         mounts_for(container.spec, volumes))

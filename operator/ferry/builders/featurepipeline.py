@@ -1,0 +1,140 @@
+"""FeaturePipeline → the Job (run once) or CronJob (scheduled) that computes one feature version."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from ferry.api.featurepipeline import FeaturePipelineSpec
+from ferry.builders.labels import OWNER_UID, child_labels, owner_reference
+from ferry.features import layout
+
+KIND = "FeaturePipeline"
+REJECTED_EXIT_CODE = 3  # ferry.features.job.REJECTED: bad output is not retried
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Operator-level settings the pods need (Helm values / FERRY_* env of the operator)."""
+
+    image: str
+    bucket: str
+    prefix: str
+    s3_endpoint: str | None = None
+
+
+def version_uri(spec: FeaturePipelineSpec, settings: FeatureSettings) -> str:
+    output = spec.output
+    return layout.version_prefix(output.bucket or settings.bucket,
+                                 output.prefix if output.prefix is not None else settings.prefix,
+                                 spec.feature_set, spec.version)
+
+
+def spec_digest(spec: FeaturePipelineSpec) -> str:
+    return hashlib.sha256(spec.model_dump_json(by_alias=True).encode()).hexdigest()[:8]
+
+
+def run_once_job_name(name: str, spec: FeaturePipelineSpec) -> str:
+    """Deterministic per spec: re-applying is idempotent, a changed spec runs again."""
+    return f"{name[:54]}-{spec_digest(spec)}"
+
+
+def _env(spec: FeaturePipelineSpec, settings: FeatureSettings) -> list[dict]:
+    env = [
+        {"name": "FERRY_RUN_ID", "valueFrom": {"fieldRef": {
+            "fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}}},
+        {"name": "FERRY_FEATURE_SET", "value": spec.feature_set},
+        {"name": "FERRY_FEATURE_VERSION", "value": spec.version},
+        {"name": "FERRY_VERSION_URI", "value": version_uri(spec, settings)},
+        {"name": "FERRY_OUTPUT_URI", "value": "$(FERRY_VERSION_URI)$(FERRY_RUN_ID)/"},
+        {"name": "FERRY_PIPELINE",
+         "value": json.dumps(spec.model_dump(by_alias=True, exclude_none=True), sort_keys=True)},
+    ]
+    if settings.s3_endpoint:
+        env += [{"name": "AWS_ENDPOINT_URL_S3", "value": settings.s3_endpoint},
+                {"name": "FERRY_S3_ENDPOINT", "value": settings.s3_endpoint}]
+    return env
+
+
+def _container(name: str, image: str, command: list[str], args: list[str], env: list[dict],
+               env_from: list[dict], resources: dict | None = None) -> dict:
+    container = {
+        "name": name, "image": image, "command": command, "args": args, "env": env,
+        "envFrom": env_from,
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+    }
+    if resources:
+        container["resources"] = resources
+    return container
+
+
+def _resources(spec) -> dict:
+    values = {k: str(v) for k, v in (("cpu", spec.cpu), ("memory", spec.memory)) if v is not None}
+    return {"requests": values, "limits": values} if values else {}
+
+
+def pod_template(name: str, spec: FeaturePipelineSpec, settings: FeatureSettings) -> dict:
+    env = _env(spec, settings)
+    env_from = [{"secretRef": {"name": spec.s3_credentials.name}}] if spec.s3_credentials else []
+    init_containers = []
+    if spec.transform.sql is not None:
+        main = _container("features", settings.image, ["ferry", "features", "run"], [], env,
+                          env_from)
+    else:
+        user = spec.transform.container
+        user_env = env + [e.model_dump(by_alias=True, exclude_none=True) for e in user.env]
+        init_containers.append(_container("transform", user.image, user.command, user.args,
+                                          user_env, env_from, _resources(user.resources)))
+        main = _container("validate", settings.image, ["ferry", "features", "validate"], [], env,
+                          env_from)
+    pod = {
+        "metadata": {"labels": child_labels(KIND, name)},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [main],
+        },
+    }
+    if init_containers:
+        pod["spec"]["initContainers"] = init_containers
+    return pod
+
+
+def job_spec(name: str, spec: FeaturePipelineSpec, settings: FeatureSettings) -> dict:
+    return {
+        "backoffLimit": 2,
+        "podFailurePolicy": {"rules": [
+            {"action": "FailJob", "onExitCodes": {"operator": "In",
+                                                  "values": [REJECTED_EXIT_CODE]}},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]},
+        "template": pod_template(name, spec, settings),
+    }
+
+
+def build_child(owner: dict, spec: FeaturePipelineSpec, settings: FeatureSettings) -> dict:
+    """The one child this pipeline should have: a CronJob when scheduled, else a Job."""
+    name, namespace = owner["metadata"]["name"], owner["metadata"]["namespace"]
+    metadata = {"namespace": namespace, "labels": child_labels(KIND, name),
+                "ownerReferences": [owner_reference(owner)]}
+    if spec.schedule is None:
+        return {"apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": run_once_job_name(name, spec), **metadata},
+                "spec": job_spec(name, spec, settings)}
+    cron = {
+        "schedule": spec.schedule,
+        "concurrencyPolicy": spec.concurrency_policy,
+        "suspend": spec.suspend,
+        "successfulJobsHistoryLimit": 3,
+        "failedJobsHistoryLimit": 3,
+        "jobTemplate": {"metadata": {"labels": child_labels(
+                            KIND, name, **{OWNER_UID: owner["metadata"]["uid"]})},
+                        "spec": job_spec(name, spec, settings)},
+    }
+    if spec.time_zone:
+        cron["timeZone"] = spec.time_zone
+    return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name[:52], **metadata},
+            "spec": cron}

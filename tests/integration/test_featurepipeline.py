@@ -1,0 +1,179 @@
+"""FeaturePipeline on the real control plane: Jobs on the local runner, DuckDB, real S3."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from ferry.dev.services import BUCKET
+from ferry.status import find_condition
+from support.waiting import wait_for
+
+ROWS = 40
+
+
+@pytest.fixture
+def raw_data(services, namespace):
+    """Transactions as Parquet and customers as CSV in S3, plus the credentials Secret."""
+    s3 = services.s3_client()
+    transactions = pa.table({
+        "customer_id": [i % 10 for i in range(ROWS)],
+        "amount": [float(i) * 1.5 for i in range(ROWS)],
+        "country": ["DE", "FR", "NL", "US"] * (ROWS // 4),
+    })
+    buffer = io.BytesIO()
+    pq.write_table(transactions, buffer)
+    s3.put_object(Bucket=BUCKET, Key=f"raw/{namespace}/transactions/part-0.parquet",
+                  Body=buffer.getvalue())
+    customers = "customer_id,segment\n" + "".join(f"{i},{'gold' if i < 3 else 'basic'}\n"
+                                                   for i in range(10))
+    s3.put_object(Bucket=BUCKET, Key=f"raw/{namespace}/customers.csv", Body=customers.encode())
+    env = services.env()
+    return {"AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
+            "AWS_DEFAULT_REGION": env["AWS_DEFAULT_REGION"]}
+
+
+def pipeline(namespace: str, name: str, **spec) -> dict:
+    return {"apiVersion": "ferry.dev/v1alpha1", "kind": "FeaturePipeline",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"featureSet": f"tx-{namespace}", "version": "v1",
+                     "s3Credentials": {"name": "s3-creds"}, **spec}}
+
+
+def sql_transform(namespace: str) -> dict:
+    return {"sql": {
+        "sources": [
+            {"name": "tx", "uri": f"s3://{BUCKET}/raw/{namespace}/transactions/*.parquet"},
+            {"name": "customers", "uri": f"s3://{BUCKET}/raw/{namespace}/customers.csv",
+             "format": "csv"}],
+        "query": "select tx.customer_id, tx.amount, ln(1 + tx.amount) as log_amount, "
+                 "tx.country, c.segment from tx join customers c using (customer_id) "
+                 "order by tx.amount"}}
+
+
+GOOD_EXPECTATIONS = [
+    {"column": "amount", "type": "float", "notNull": True, "min": 0},
+    {"column": "country", "allowedValues": ["DE", "FR", "NL", "US"]},
+    {"rowCount": {"min": ROWS, "max": ROWS}},
+]
+
+
+def apply(cluster, *objects):
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
+
+
+def secret(namespace, data) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s3-creds", "namespace": namespace}, "stringData": data}
+
+
+def get(cluster, namespace, name) -> dict:
+    return json.loads(cluster.kubectl("get", "featurepipeline.ferry.dev", name, "-n", namespace,
+                                      "-o", "json").stdout)
+
+
+def condition(obj, type_):
+    return find_condition(obj.get("status", {}).get("conditions"), type_) or {}
+
+
+def latest_pointer(services, namespace) -> dict:
+    key = f"features/tx-{namespace}/v1/latest.json"
+    return json.loads(services.s3_client().get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def test_sql_pipeline_publishes_and_a_bad_run_keeps_latest(cluster, namespace, operator, services,
+                                                           raw_data):
+    apply(cluster, secret(namespace, raw_data),
+          pipeline(namespace, "tx", transform=sql_transform(namespace),
+                   expectations=GOOD_EXPECTATIONS))
+    ready = wait_for(lambda: (o := get(cluster, namespace, "tx")) and
+                     condition(o, "Ready").get("status") == "True" and o,
+                     timeout=120, message="pipeline Ready")
+    status = ready["status"]
+    assert status["lastSuccessfulRun"]["rows"] == ROWS
+    assert status["phase"] == "Ready"
+    columns = [c["name"] for c in status["schema"]["columns"]]
+    assert columns == ["customer_id", "amount", "log_amount", "country", "segment"]
+    pointer = latest_pointer(services, namespace)
+    assert status["latestOutputUri"] == pointer["uri"]
+    assert pointer["uri"].startswith(f"s3://{BUCKET}/features/tx-{namespace}/v1/")
+    bucket_key = pointer["uri"].removeprefix(f"s3://{BUCKET}/") + "part-0.parquet"
+    table = pq.read_table(io.BytesIO(services.s3_client().get_object(
+        Bucket=BUCKET, Key=bucket_key)["Body"].read()))
+    assert table.num_rows == ROWS
+    assert set(table.column("segment").to_pylist()) == {"gold", "basic"}
+    assert all(r["passed"] for r in status["expectationResults"])
+
+    # A run whose output violates an expectation: fails with the checks, latest does not move.
+    bad = pipeline(namespace, "tx", transform=sql_transform(namespace),
+                   expectations=[*GOOD_EXPECTATIONS, {"column": "amount", "max": 10}])
+    apply(cluster, bad)
+    failed = wait_for(lambda: (o := get(cluster, namespace, "tx")) and
+                      condition(o, "Validated").get("reason") == "ExpectationsFailed" and o,
+                      timeout=120, message="Validated=False/ExpectationsFailed")
+    assert "amount: max 10.0" in condition(failed, "Validated")["message"]
+    assert any(not r["passed"] and r["expectation"] == "amount: max 10.0"
+               for r in failed["status"]["expectationResults"]), json.dumps(failed["status"])
+    assert latest_pointer(services, namespace)["runId"] == pointer["runId"]
+    assert failed["status"]["latestOutputUri"] == pointer["uri"]
+    jobs = json.loads(cluster.kubectl("get", "jobs", "-n", namespace, "-o", "json").stdout)["items"]
+    assert len(jobs) == 2
+    events = cluster.kubectl("get", "events", "-n", namespace,
+                             "--field-selector", "reason=ExpectationsFailed").stdout
+    assert "ExpectationsFailed" in events
+
+
+def test_scheduled_pipeline_creates_a_cronjob(cluster, namespace, operator, raw_data):
+    apply(cluster, secret(namespace, raw_data),
+          pipeline(namespace, "hourly", transform=sql_transform(namespace), schedule="0 * * * *",
+                   timeZone="Europe/Berlin", concurrencyPolicy="Replace"))
+    cron = wait_for(lambda: json.loads(cluster.kubectl(
+        "get", "cronjob", "hourly", "-n", namespace, "-o", "json").stdout), timeout=60,
+        message="CronJob")
+    assert cron["spec"]["schedule"] == "0 * * * *"
+    assert cron["spec"]["timeZone"] == "Europe/Berlin"
+    assert cron["spec"]["concurrencyPolicy"] == "Replace"
+    assert cron["metadata"]["ownerReferences"][0]["kind"] == "FeaturePipeline"
+    assert json.loads(cluster.kubectl("get", "jobs", "-n", namespace, "-o", "json").stdout)[
+        "items"] == []
+
+
+def test_freshness_flips_when_the_output_ages(cluster, namespace, operator, raw_data):
+    apply(cluster, secret(namespace, raw_data),
+          pipeline(namespace, "fresh", transform=sql_transform(namespace),
+                   freshness={"maxAge": "15s"}))
+    wait_for(lambda: condition(get(cluster, namespace, "fresh"), "Fresh").get("status") == "True",
+             timeout=120, message="Fresh=True")
+    stale = wait_for(lambda: (o := get(cluster, namespace, "fresh")) and
+                     condition(o, "Fresh").get("reason") == "Stale" and o,
+                     timeout=60, message="Fresh=False/Stale")
+    assert condition(stale, "Ready")["status"] == "False"
+    assert stale["status"]["phase"] == "Stale"
+
+
+def test_container_transform_gets_env_and_is_validated(cluster, namespace, operator, raw_data):
+    code = (
+        "import io, os, boto3, pyarrow as pa, pyarrow.parquet as pq\n"
+        "out = os.environ['FERRY_OUTPUT_URI']\n"
+        "bucket, key = out[5:].split('/', 1)\n"
+        "t = pa.table({'user': ['a', 'b', 'c'], 'feature_set': [os.environ['FERRY_FEATURE_SET']] * 3,"
+        " 'version': [os.environ['FERRY_FEATURE_VERSION']] * 3})\n"
+        "b = io.BytesIO(); pq.write_table(t, b)\n"
+        "boto3.client('s3').put_object(Bucket=bucket, Key=key + 'part-0.parquet', Body=b.getvalue())\n")
+    apply(cluster, secret(namespace, raw_data),
+          pipeline(namespace, "custom",
+                   transform={"container": {"image": "features:1", "command": ["python", "-c", code]}},
+                   expectations=[{"column": "user", "unique": True, "notNull": True},
+                                 {"rowCount": {"min": 3}}]))
+    ready = wait_for(lambda: (o := get(cluster, namespace, "custom")) and
+                     condition(o, "Ready").get("status") == "True" and o,
+                     timeout=120, message="container pipeline Ready")
+    assert ready["status"]["lastSuccessfulRun"]["rows"] == 3
+    columns = {c["name"] for c in ready["status"]["schema"]["columns"]}
+    assert columns == {"user", "feature_set", "version"}
