@@ -1,0 +1,88 @@
+import json
+
+from ferry.api import parse_spec
+from ferry.builders.featurepipeline import FeatureSettings, build_child, run_once_job_name
+
+SETTINGS = FeatureSettings(image="ferry:test", bucket="ferry", prefix="features",
+                           s3_endpoint="http://127.0.0.1:9000")
+OWNER = {"apiVersion": "ferry.dev/v1alpha1", "kind": "FeaturePipeline",
+         "metadata": {"name": "transactions-v2", "namespace": "ml", "uid": "uid-1"}}
+SQL = {"featureSet": "transactions", "version": "v2",
+       "transform": {"sql": {"query": "select 1", "sources": [{"name": "raw",
+                                                                "uri": "s3://raw/x.parquet"}]}},
+       "s3Credentials": {"name": "s3-creds"}}
+
+
+def spec(**extra):
+    return parse_spec("FeaturePipeline", SQL | extra)
+
+
+def env(container):
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_run_once_pipeline_is_a_job_named_by_its_spec():
+    job = build_child(OWNER, spec(), SETTINGS)
+    assert job["kind"] == "Job"
+    assert job["metadata"]["name"] == run_once_job_name("transactions-v2", spec())
+    assert run_once_job_name("transactions-v2", spec()) != run_once_job_name(
+        "transactions-v2", spec(expectations=[{"rowCount": {"min": 1}}]))
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert job["metadata"]["labels"]["ferry.dev/featurepipeline"] == "transactions-v2"
+
+
+def test_job_fails_at_once_on_rejected_output_and_ignores_disruptions():
+    job_spec = build_child(OWNER, spec(), SETTINGS)["spec"]
+    rules = job_spec["podFailurePolicy"]["rules"]
+    assert rules[0] == {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [3]}}
+    assert rules[1]["onPodConditions"] == [{"type": "DisruptionTarget"}]
+    assert job_spec["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_sql_pod_runs_ferry_features_with_documented_env_and_secret():
+    pod = build_child(OWNER, spec(), SETTINGS)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["command"] == ["ferry", "features", "run"]
+    assert container["image"] == "ferry:test"
+    values = env(container)
+    assert values["FERRY_VERSION_URI"] == "s3://ferry/features/transactions/v2/"
+    assert values["FERRY_OUTPUT_URI"] == "$(FERRY_VERSION_URI)$(FERRY_RUN_ID)/"
+    assert values["FERRY_RUN_ID"]["fieldRef"]["fieldPath"].endswith("['batch.kubernetes.io/job-name']")
+    assert json.loads(values["FERRY_PIPELINE"])["featureSet"] == "transactions"
+    assert values["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:9000"
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_container_transform_runs_first_then_ferry_validates():
+    custom = parse_spec("FeaturePipeline", {
+        "featureSet": "t", "version": "v1",
+        "transform": {"container": {"image": "mine:1", "command": ["compute"],
+                                    "env": [{"name": "DEPTH", "value": "3"}],
+                                    "resources": {"cpu": "2"}}}})
+    pod = build_child(OWNER, custom, SETTINGS)["spec"]["template"]["spec"]
+    transform = pod["initContainers"][0]
+    assert transform["image"] == "mine:1" and transform["command"] == ["compute"]
+    assert env(transform)["DEPTH"] == "3" and "FERRY_OUTPUT_URI" in env(transform)
+    assert transform["resources"] == {"requests": {"cpu": "2"}, "limits": {"cpu": "2"}}
+    assert pod["containers"][0]["command"] == ["ferry", "features", "validate"]
+
+
+def test_scheduled_pipeline_is_a_cronjob_with_schedule_zone_and_policy():
+    cron = build_child(OWNER, spec(schedule="0 * * * *", timeZone="Europe/Berlin",
+                                   concurrencyPolicy="Replace", suspend=True), SETTINGS)
+    assert cron["kind"] == "CronJob" and cron["metadata"]["name"] == "transactions-v2"
+    assert cron["spec"]["schedule"] == "0 * * * *"
+    assert cron["spec"]["timeZone"] == "Europe/Berlin"
+    assert cron["spec"]["concurrencyPolicy"] == "Replace"
+    assert cron["spec"]["suspend"] is True
+    labels = cron["spec"]["jobTemplate"]["metadata"]["labels"]
+    assert labels["ferry.dev/owner-uid"] == "uid-1"
+
+
+def test_output_overrides_bucket_and_prefix():
+    job = build_child(OWNER, spec(output={"bucket": "lake", "prefix": ""}), SETTINGS)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert env(container)["FERRY_VERSION_URI"] == "s3://lake/transactions/v2/"
