@@ -177,3 +177,41 @@ def test_container_transform_gets_env_and_is_validated(cluster, namespace, opera
     assert ready["status"]["lastSuccessfulRun"]["rows"] == 3
     columns = {c["name"] for c in ready["status"]["schema"]["columns"]}
     assert columns == {"user", "feature_set", "version"}
+
+
+def test_versions_run_side_by_side_and_a_served_version_cannot_be_deleted(
+        cluster, namespace, operator, raw_data):
+    v1 = pipeline(namespace, "tx-v1", transform=sql_transform(namespace))
+    v2 = pipeline(namespace, "tx-v2", transform=sql_transform(namespace))
+    v2["spec"]["version"] = "v2"
+    model = {"apiVersion": "ferry.dev/v1alpha1", "kind": "ModelVersion",
+             "metadata": {"name": "fraud-6", "namespace": namespace},
+             "spec": {"modelName": "fraud", "source": "runs:/abc/model", "features": "tx-v1"}}
+    service = {"apiVersion": "ferry.dev/v1alpha1", "kind": "InferenceService",
+               "metadata": {"name": "fraud", "namespace": namespace},
+               "spec": {"model": {"modelVersion": "fraud-6"}}}
+    apply(cluster, secret(namespace, raw_data), v1, v2, model, service)
+    for name in ("tx-v1", "tx-v2"):
+        wait_for(lambda n=name: condition(get(cluster, namespace, n), "Ready").get("status")
+                 == "True", timeout=120, message=f"{name} Ready")
+    in_use = wait_for(lambda: (o := get(cluster, namespace, "tx-v1")) and
+                      condition(o, "InUse").get("status") == "True" and o,
+                      timeout=60, message="tx-v1 InUse")
+    assert in_use["status"]["usedBy"] == ["InferenceService/fraud (ModelVersion/fraud-6)"]
+    assert condition(get(cluster, namespace, "tx-v2"), "InUse")["status"] == "False"
+
+    cluster.kubectl("delete", "featurepipeline.ferry.dev", "tx-v1", "-n", namespace,
+                    "--wait=false")
+    held = wait_for(lambda: (o := get(cluster, namespace, "tx-v1")) and
+                    condition(o, "InUse").get("reason") == "DeletionBlocked" and o,
+                    timeout=60, message="deletion held with InUse/DeletionBlocked")
+    assert held["metadata"]["deletionTimestamp"]
+    assert "InferenceService/fraud" in condition(held, "InUse")["message"]
+    assert "DeletionBlocked" in cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "reason=DeletionBlocked").stdout
+
+    cluster.kubectl("delete", "inferenceservice.ferry.dev", "fraud", "-n", namespace)
+    wait_for(lambda: cluster.kubectl("get", "featurepipeline.ferry.dev", "tx-v1", "-n", namespace,
+                                     check=False).returncode != 0,
+             timeout=60, message="tx-v1 deleted once unused")
+    assert condition(get(cluster, namespace, "tx-v2"), "Ready")["status"] == "True"

@@ -11,7 +11,7 @@ from datetime import datetime, UTC
 
 import kopf
 
-from ferry.api import KINDS
+from ferry.api import GROUP, KINDS, VERSION
 from ferry.builders.featurepipeline import FeatureSettings, build_child, version_uri
 from ferry.builders.labels import child_labels
 from ferry.controllers._worker import Context, register
@@ -19,9 +19,12 @@ from ferry.features import layout
 from ferry.reconcilers.accept import accept
 from ferry.reconcilers.featurepipeline import Observed, decide, job_state
 from ferry.reconcilers.outcome import Outcome
+from ferry.reconcilers.usage import deletion_blocked_event, in_use_condition, users
+from ferry.status import set_condition
 
 INFO = KINDS["FeaturePipeline"]
 RESULTS_READ = 3  # newest finished runs whose result is read back each reconcile
+DELETION_RETRY = 5.0
 
 
 def settings(ctx: Context) -> FeatureSettings:
@@ -65,8 +68,36 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
     fields, events, requeue = decide(
         spec, {**dict(body.get("status") or {}), **status}, body.metadata["generation"],
         Observed(jobs=jobs, latest=latest, results=results, now=datetime.now(UTC)))
-    return Outcome(status={**status, **fields}, events=outcome.events + events,
-                   requeue_after=requeue)
+    found = await current_users(ctx, namespace, name)
+    fields["conditions"] = set_condition(fields["conditions"],
+                                         in_use_condition(found, body.metadata["generation"]))
+    return Outcome(status={**status, **fields, "usedBy": found},
+                   events=outcome.events + events, requeue_after=requeue)
+
+
+async def current_users(ctx: Context, namespace: str, name: str) -> list[str]:
+    model_versions = await ctx.kube.list("ferry.dev/v1alpha1", "ModelVersion", namespace, "")
+    services = await ctx.kube.list("ferry.dev/v1alpha1", "InferenceService", namespace, "")
+    return users(name, model_versions, services)
+
+
+@kopf.on.delete(GROUP, VERSION, INFO.plural,
+                id="featurepipelines.in-use", backoff=DELETION_RETRY)
+async def hold_while_in_use(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    """Keep the finalizer while a served model depends on these features (DESIGN: roll back
+    together). The check repeats until nothing uses the pipeline; then deletion completes."""
+    ctx: Context = memo.ctx
+    found = await current_users(ctx, body.metadata.namespace, body.metadata.name)
+    if not found:
+        return
+    status = dict(body.get("status") or {})
+    conditions = set_condition(status.get("conditions"),
+                               in_use_condition(found, body.metadata.get("generation"), True))
+    await ctx.kube.patch_status(INFO, body.metadata.namespace, body.metadata.name,
+                                {"conditions": conditions, "usedBy": found})
+    event = deletion_blocked_event(found)
+    kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    raise kopf.TemporaryError(event.message, delay=DELETION_RETRY)
 
 
 register(INFO, reconcile)
