@@ -45,13 +45,50 @@ def start_operator(kubeconfig: Path, state_dir: Path, env: dict[str, str],
     return process.pid
 
 
-def apply_examples(cluster: LocalCluster, directory: Path, wait: bool, timeout: float = 60) -> None:
-    """Apply the examples into their namespace; with an operator, wait until each is reconciled."""
-    namespace = "ferry-demo"
+DEMO_NAMESPACE = "ferry-demo"
+
+
+def seed_demo_data(cluster: LocalCluster, env: dict[str, str], rows: int = 500) -> None:
+    """Raw transactions in S3 and the S3 credentials Secret the example pipeline reads."""
+    import io
+
+    import boto3
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    countries = ["DE", "FR", "NL", "US"]
+    table = pa.table({
+        "customer_id": [i % 97 for i in range(rows)],
+        "amount": [round((i * 7919) % 1000 / 3.0, 2) for i in range(rows)],
+        "country": [countries[i % 4] for i in range(rows)],
+        "is_fraud": [i % 50 == 0 for i in range(rows)],
+    })
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    boto3.client("s3", endpoint_url=env["FERRY_S3_ENDPOINT"],
+                 aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                 aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                 region_name=env["AWS_DEFAULT_REGION"]).put_object(
+        Bucket=env["FERRY_S3_BUCKET"], Key="raw/transactions/part-0.parquet",
+        Body=buffer.getvalue())
+    secret = {"apiVersion": "v1", "kind": "Secret",
+              "metadata": {"name": "ferry-s3", "namespace": DEMO_NAMESPACE},
+              "stringData": {k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                 "AWS_DEFAULT_REGION")}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
+
+
+def ensure_namespace(cluster: LocalCluster, namespace: str) -> None:
     if cluster.kubectl("get", "namespace", namespace, check=False).returncode != 0:
         cluster.kubectl("create", "namespace", namespace)
     wait_until(lambda: cluster.kubectl("get", "sa", "default", "-n", namespace,
                                        check=False).returncode == 0, 30, "default ServiceAccount")
+
+
+def apply_examples(cluster: LocalCluster, directory: Path, wait: bool, timeout: float = 60) -> None:
+    """Apply the examples into their namespace; with an operator, wait until each is reconciled."""
+    namespace = DEMO_NAMESPACE
+    ensure_namespace(cluster, namespace)
     cluster.kubectl("apply", "-n", namespace, "-f", str(directory))
     if not wait:
         return
@@ -98,6 +135,9 @@ def up(state_dir: Path, runner_gpus: int, with_services: bool, with_operator: bo
         state["operatorPid"] = start_operator(cluster.kubeconfig, state_dir, state["env"])
         _save(state_dir, state)
     if examples is not None:
+        if with_services:
+            ensure_namespace(cluster, DEMO_NAMESPACE)
+            seed_demo_data(cluster, state["env"])
         apply_examples(cluster, examples, wait=with_operator)
     state["startSeconds"] = round(time.monotonic() - started, 1)
     _save(state_dir, state)
@@ -138,6 +178,8 @@ def main(args) -> int:
         if args.examples:
             cluster = LocalCluster(Path(state["clusterDir"]))
             print(cluster.kubectl("get", "mlops", "-A").stdout)
+            print("Run the scheduled feature pipeline now:\n  kubectl create job -n ferry-demo "
+                  "--from=cronjob/transactions-v2 transactions-v2-manual")
         print(f"  export KUBECONFIG={state['kubeconfig']}")
         print("  kubectl get nodes; kubectl get mlops -A")
         print(f"  eval \"$(ferry dev env --state-dir {state_dir})\"  # all client variables")

@@ -190,7 +190,11 @@ class DevServices:
         s3, endpoint = s3_service(self.state_dir, self.s3_kind)
         self._run(s3)
         self.endpoints["s3"] = endpoint
-        self.s3_client().create_bucket(Bucket=BUCKET)
+        s3 = self.s3_client()
+        try:
+            s3.create_bucket(Bucket=BUCKET)
+        except s3.exceptions.BucketAlreadyOwnedByYou:  # data kept from an earlier `dev up`
+            pass
 
         mlflow_port = free_port()
         mlflow = Service(
