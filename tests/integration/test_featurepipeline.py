@@ -215,3 +215,38 @@ def test_versions_run_side_by_side_and_a_served_version_cannot_be_deleted(
                                      check=False).returncode != 0,
              timeout=60, message="tx-v1 deleted once unused")
     assert condition(get(cluster, namespace, "tx-v2"), "Ready")["status"] == "True"
+
+
+def test_backfill_runs_every_interval_with_bounded_parallelism(cluster, namespace, operator,
+                                                               raw_data):
+    transform = sql_transform(namespace)
+    transform["sql"]["query"] = ("select cast(getvariable('ferry_interval_start') as varchar) "
+                                 "as interval_start, count(*) as n from tx")
+    apply(cluster, secret(namespace, raw_data),
+          pipeline(namespace, "bf", transform=transform, backfill={
+              "from": "2026-01-01T00:00:00Z", "to": "2026-01-06T00:00:00Z", "interval": "1d",
+              "parallelism": 2}))
+    done = wait_for(lambda: (o := get(cluster, namespace, "bf")) and
+                    o.get("status", {}).get("backfill", {}).get("succeeded") == 5 and o,
+                    timeout=180, message="5 backfill intervals succeeded")
+    assert done["status"]["backfill"] == {"total": 5, "succeeded": 5, "failed": 0, "running": 0,
+                                          "pending": 0}
+    jobs = [j for j in json.loads(cluster.kubectl("get", "jobs", "-n", namespace, "-o",
+                                                  "json").stdout)["items"]
+            if "ferry.dev/backfill" in j["metadata"]["labels"]]
+    jobs.sort(key=lambda j: int(j["metadata"]["name"].rsplit("-", 1)[1]))
+    assert len(jobs) == 5
+    all_jobs = json.loads(cluster.kubectl("get", "jobs", "-n", namespace, "-o", "json").stdout)
+    assert len(all_jobs["items"]) == 5, "a run-once pipeline with a backfill runs only the backfill"
+    # Job k is only created after at least k-1 earlier ones have completed (parallelism 2).
+    for k, job in enumerate(jobs):
+        created = job["metadata"]["creationTimestamp"]
+        completed_before = sum(1 for other in jobs[:k]
+                               if other["status"]["completionTime"] <= created)
+        assert completed_before >= k - 1, (k, created)
+    intervals = set()
+    for job in jobs:
+        env = {e["name"]: e.get("value") for e in
+               job["spec"]["template"]["spec"]["containers"][0]["env"]}
+        intervals.add(env["FERRY_INTERVAL_START"])
+    assert len(intervals) == 5

@@ -86,3 +86,21 @@ def test_output_overrides_bucket_and_prefix():
     job = build_child(OWNER, spec(output={"bucket": "lake", "prefix": ""}), SETTINGS)
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert env(container)["FERRY_VERSION_URI"] == "s3://lake/transactions/v2/"
+
+
+def test_backfill_intervals_and_jobs():
+    from ferry.builders.featurepipeline import backfill_intervals, backfill_jobs
+
+    backfilled = spec(backfill={"from": "2026-01-01T00:00:00Z", "to": "2026-01-03T12:00:00Z",
+                                "interval": "1d", "parallelism": 2})
+    assert backfill_intervals(backfilled) == [
+        ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"),
+        ("2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"),
+        ("2026-01-03T00:00:00Z", "2026-01-03T12:00:00Z")]
+    jobs = backfill_jobs(OWNER, backfilled, SETTINGS)
+    assert [j["metadata"]["name"].rsplit("-", 1)[1] for j in jobs] == ["0", "1", "2"]
+    assert len({j["metadata"]["name"] for j in jobs}) == 3
+    first = env(jobs[0]["spec"]["template"]["spec"]["containers"][0])
+    assert first["FERRY_INTERVAL_START"] == "2026-01-01T00:00:00Z"
+    assert first["FERRY_INTERVAL_END"] == "2026-01-02T00:00:00Z"
+    assert "ferry.dev/backfill" in jobs[0]["metadata"]["labels"]

@@ -108,3 +108,32 @@ def test_steady_state_posts_no_events():
     first, _, _ = run(observed)
     _, events, _ = run(observed, status=first)
     assert events == []
+
+
+def test_backfill_plan_never_exceeds_parallelism():
+    from ferry.reconcilers.featurepipeline import backfill_plan
+
+    desired = [{"metadata": {"name": f"bf-{i}"}} for i in range(5)]
+    create, progress = backfill_plan(desired, [], 2)
+    assert [j["metadata"]["name"] for j in create] == ["bf-0", "bf-1"]
+    assert progress == {"total": 5, "succeeded": 0, "failed": 0, "running": 2, "pending": 3}
+    existing = [job("bf-0", "Succeeded"), job("bf-1", "Running")]
+    create, progress = backfill_plan(desired, existing, 2)
+    assert [j["metadata"]["name"] for j in create] == ["bf-2"]
+    assert progress["succeeded"] == 1 and progress["pending"] == 2
+    existing = [job("bf-0", "Running"), job("bf-1", "Running")]
+    assert backfill_plan(desired, existing, 2)[0] == []
+    finished = [job(f"bf-{i}", "Succeeded") for i in range(4)] + [job("bf-4", "Failed")]
+    create, progress = backfill_plan(desired, finished, 2)
+    assert create == [] and progress == {"total": 5, "succeeded": 4, "failed": 1, "running": 0,
+                                         "pending": 0}
+
+
+def test_sql_variables_reach_the_query():
+    import pyarrow as pa
+
+    from ferry.features.engine import run_sql
+
+    out = run_sql("select getvariable('ferry_interval_start') as s, count(*) as n from t",
+                  {"t": pa.table({"a": [1, 2]})}, {"ferry_interval_start": "2026-01-01"})
+    assert out.to_pydict() == {"s": ["2026-01-01"], "n": [2]}

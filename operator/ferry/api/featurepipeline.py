@@ -149,7 +149,16 @@ class ExpectationResult(StatusModel):
     observed: str | None = None
 
 
+class BackfillProgress(StatusModel):
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    running: int = 0
+    pending: int = 0
+
+
 class FeaturePipelineStatus(FerryStatus):
+    backfill: BackfillProgress | None = None
     last_run: RunRecord | None = None
     last_successful_run: RunRecord | None = None
     latest_output_uri: str | None = None

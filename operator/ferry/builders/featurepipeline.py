@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from ferry.api.common import duration_seconds
 from ferry.api.featurepipeline import FeaturePipelineSpec
 from ferry.builders.labels import OWNER_UID, child_labels, owner_reference
 from ferry.features import layout
 
 KIND = "FeaturePipeline"
+BACKFILL_LABEL = "ferry.dev/backfill"
 REJECTED_EXIT_CODE = 3  # ferry.features.job.REJECTED: bad output is not retried
 
 
@@ -138,3 +141,39 @@ def build_child(owner: dict, spec: FeaturePipelineSpec, settings: FeatureSetting
         cron["timeZone"] = spec.time_zone
     return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name[:52], **metadata},
             "spec": cron}
+
+
+def backfill_intervals(spec: FeaturePipelineSpec) -> list[tuple[str, str]]:
+    """[from, to) cut into ``interval``-long pieces (the last one may be shorter)."""
+    backfill = spec.backfill
+    start = datetime.fromisoformat(backfill.from_.replace("Z", "+00:00"))
+    end = datetime.fromisoformat(backfill.to.replace("Z", "+00:00"))
+    step = timedelta(seconds=duration_seconds(backfill.interval))
+    intervals = []
+    while start < end:
+        stop = min(start + step, end)
+        intervals.append((start.strftime("%Y-%m-%dT%H:%M:%SZ"), stop.strftime("%Y-%m-%dT%H:%M:%SZ")))
+        start = stop
+    return intervals
+
+
+def backfill_jobs(owner: dict, spec: FeaturePipelineSpec, settings: FeatureSettings) -> list[dict]:
+    """One Job per backfill interval, in order; the interval bounds reach the code as env
+    (``FERRY_INTERVAL_START``/``END``) and, for SQL, as DuckDB variables of the same names."""
+    name, namespace = owner["metadata"]["name"], owner["metadata"]["namespace"]
+    digest = spec_digest(spec)[:6]
+    jobs = []
+    for index, (start, end) in enumerate(backfill_intervals(spec)):
+        job_spec_ = job_spec(name, spec, settings)
+        for container in (job_spec_["template"]["spec"].get("initContainers", [])
+                          + job_spec_["template"]["spec"]["containers"]):
+            container["env"] = [{"name": "FERRY_INTERVAL_START", "value": start},
+                                {"name": "FERRY_INTERVAL_END", "value": end}] + container["env"]
+        jobs.append({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": f"{name[:44]}-bf-{digest}-{index}", "namespace": namespace,
+                         "labels": child_labels(KIND, name, **{BACKFILL_LABEL: digest}),
+                         "ownerReferences": [owner_reference(owner)]},
+            "spec": job_spec_,
+        })
+    return jobs

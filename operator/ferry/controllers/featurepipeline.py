@@ -12,12 +12,14 @@ from datetime import datetime, UTC
 import kopf
 
 from ferry.api import GROUP, KINDS, VERSION
-from ferry.builders.featurepipeline import FeatureSettings, build_child, version_uri
+from ferry.builders.featurepipeline import (
+    BACKFILL_LABEL, FeatureSettings, backfill_jobs, build_child, version_uri)
 from ferry.builders.labels import child_labels
 from ferry.controllers._worker import Context, register
 from ferry.features import layout
 from ferry.reconcilers.accept import accept
-from ferry.reconcilers.featurepipeline import Observed, decide, job_state
+from ferry.reconcilers.featurepipeline import (
+    POLL_WHILE_RUNNING, Observed, backfill_plan, decide, job_state)
 from ferry.reconcilers.outcome import Outcome
 from ferry.reconcilers.usage import deletion_blocked_event, in_use_condition, users
 from ferry.status import set_condition
@@ -56,11 +58,25 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
         return outcome
     namespace, name = body.metadata.namespace, body.metadata.name
     child = build_child(dict(body), spec, settings(ctx))
-    await ctx.kube.apply(child)
+    # A run-once pipeline with a backfill runs as its backfill Jobs only.
+    if child["kind"] == "CronJob" or spec.backfill is None:
+        await ctx.kube.apply(child)
     if child["kind"] == "Job":  # no longer scheduled
         await ctx.kube.delete("batch/v1", "CronJob", namespace, name[:52])
     selector = ",".join(f"{k}={v}" for k, v in child_labels(INFO.kind, name).items())
     jobs = await ctx.kube.list("batch/v1", "Job", namespace, selector)
+    backfill = None
+    if spec.backfill is not None:
+        backfill_selector = f"{selector},{BACKFILL_LABEL}"
+        create, backfill = backfill_plan(
+            backfill_jobs(dict(body), spec, settings(ctx)),
+            [j for j in jobs if BACKFILL_LABEL in j["metadata"].get("labels", {})],
+            spec.backfill.parallelism)
+        for job in create:
+            await ctx.kube.apply(job)
+        if create:
+            jobs = await ctx.kube.list("batch/v1", "Job", namespace, backfill_selector) + [
+                j for j in jobs if BACKFILL_LABEL not in j["metadata"].get("labels", {})]
     version = version_uri(spec, settings(ctx))
     latest = await ctx.kube.executors.run("s3", ctx.store.get_json, layout.latest_uri(version))
     results = await read_results(ctx, version, (latest or {}).get("runId"), jobs)
@@ -71,6 +87,10 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
     found = await current_users(ctx, namespace, name)
     fields["conditions"] = set_condition(fields["conditions"],
                                          in_use_condition(found, body.metadata["generation"]))
+    if backfill is not None:
+        fields["backfill"] = backfill
+        if backfill["running"] and requeue is None:
+            requeue = POLL_WHILE_RUNNING
     return Outcome(status={**status, **fields, "usedBy": found},
                    events=outcome.events + events, requeue_after=requeue)
 

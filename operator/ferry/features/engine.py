@@ -23,13 +23,17 @@ ARROW_TYPES = {
 }
 
 
-def run_sql(query: str, tables: dict[str, pa.Table]) -> pa.Table:
+def run_sql(query: str, tables: dict[str, pa.Table],
+            variables: dict[str, str] | None = None) -> pa.Table:
+    """Run ``query``; ``variables`` are readable in SQL as ``getvariable('name')``."""
     import duckdb
 
     connection = duckdb.connect(":memory:")
     try:
         for name, table in tables.items():
             connection.register(name, table)
+        for name, value in (variables or {}).items():
+            connection.execute(f"SET VARIABLE {name} = ?", [value])
         return connection.sql(query).to_arrow_table()
     finally:
         connection.close()

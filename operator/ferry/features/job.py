@@ -18,6 +18,7 @@ from ferry.adapters.s3 import ObjectStore
 from ferry.features import engine, layout
 
 REJECTED = 3
+INTERVAL_VARIABLES = ("FERRY_INTERVAL_START", "FERRY_INTERVAL_END")  # set for backfill runs
 
 
 def _environment() -> tuple[dict, str, str]:
@@ -29,7 +30,8 @@ def compute(store: ObjectStore, spec: dict, run: str):
     sql = spec["transform"]["sql"]
     tables = {s["name"]: store.read_table(s["uri"], s.get("format", "parquet"))
               for s in sql["sources"]}
-    table = engine.run_sql(sql["query"], tables)
+    variables = {name.lower(): os.environ[name] for name in INTERVAL_VARIABLES if name in os.environ}
+    table = engine.run_sql(sql["query"], tables, variables)
     store.write_parquet(f"{run}{layout.DATA}", table)
     return table
 

@@ -154,3 +154,19 @@ def decide(spec: FeaturePipelineSpec, status: dict, generation: int,
     return new, events, requeue
 
 
+
+
+def backfill_plan(desired: list[dict], existing: list[dict], parallelism: int) -> tuple[list[dict], dict]:
+    """The backfill Jobs to create now (never more than ``parallelism`` running) and progress."""
+    states = {j["metadata"]["name"]: job_state(j) for j in existing}
+    running = sum(1 for job in desired if states.get(job["metadata"]["name"]) == "Running")
+    missing = [job for job in desired if job["metadata"]["name"] not in states]
+    create = missing[:max(parallelism - running, 0)]
+    progress = {
+        "total": len(desired),
+        "succeeded": sum(1 for s in states.values() if s == "Succeeded"),
+        "failed": sum(1 for s in states.values() if s == "Failed"),
+        "running": running + len(create),
+        "pending": len(missing) - len(create),
+    }
+    return create, progress
