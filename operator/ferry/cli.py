@@ -51,6 +51,24 @@ def _features(args: argparse.Namespace) -> int:
     return job.main([args.action])
 
 
+def _approve(args: argparse.Namespace) -> int:
+    """Record a human approval in the ModelVersion's spec (the Git-reviewable audit trail)."""
+    from kubernetes import client, config
+
+    kind, _, name = args.target.partition("/")
+    if kind not in ("mv", "modelversion", "modelversions") or not name:
+        print("usage: ferry approve mv/NAME --by WHO [--comment TEXT]", file=sys.stderr)
+        return 2
+    api = client.CustomObjectsApi(config.new_client_from_config(config_file=args.kubeconfig))
+    namespace = args.namespace or config.list_kube_config_contexts(args.kubeconfig)[1][
+        "context"].get("namespace", "default")
+    approval = {"approvedBy": args.by, **({"comment": args.comment} if args.comment else {})}
+    api.patch_namespaced_custom_object("ferry.dev", "v1alpha1", namespace, "modelversions", name,
+                                       {"spec": {"approval": approval}})
+    print(f"modelversion.ferry.dev/{name} approved by {args.by}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferry", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--examples", type=Path,
                      help="apply these manifests once up and wait until they are reconciled")
     dev.set_defaults(func=_dev)
+    approve = commands.add_parser("approve", help="approve a ModelVersion: ferry approve mv/NAME")
+    approve.add_argument("target", help="mv/NAME")
+    approve.add_argument("--by", required=True, help="who approves (recorded in the audit trail)")
+    approve.add_argument("--comment")
+    approve.add_argument("--namespace", "-n")
+    approve.add_argument("--kubeconfig")
+    approve.set_defaults(func=_approve)
+
     features = commands.add_parser(
         "features", help="compute/validate one FeaturePipeline run (inside its Job)")
     features.add_argument("action", choices=["run", "validate"])

@@ -31,6 +31,7 @@ class OperatorConfig(BaseModel):
                        description="Image of the pods that run Ferry's own commands.")
     s3_endpoint: str | None = Field(None, description="S3 endpoint for Ferry and its pods.")
     s3_bucket: str = "ferry"
+    mlflow_uri: str | None = Field(None, description="MLflow tracking and registry server.")
     features_prefix: str = "features"
     kube_workers: int = 8
     mlflow_workers: int = 4

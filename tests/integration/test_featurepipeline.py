@@ -12,6 +12,7 @@ import yaml
 
 from ferry.dev.services import BUCKET
 from ferry.status import find_condition
+from support.metrics import sample_total
 from support.waiting import wait_for
 
 ROWS = 40
@@ -93,8 +94,9 @@ def test_sql_pipeline_publishes_and_a_bad_run_keeps_latest(cluster, namespace, o
           pipeline(namespace, "tx", transform=sql_transform(namespace),
                    expectations=GOOD_EXPECTATIONS))
     ready = wait_for(lambda: (o := get(cluster, namespace, "tx")) and
-                     condition(o, "Ready").get("status") == "True" and o,
-                     timeout=120, message="pipeline Ready")
+                     condition(o, "Ready").get("status") == "True"
+                     and o["status"]["phase"] == "Ready" and o,
+                     timeout=120, message="pipeline Ready and its Job finished")
     status = ready["status"]
     assert status["lastSuccessfulRun"]["rows"] == ROWS
     assert status["phase"] == "Ready"
@@ -155,6 +157,9 @@ def test_freshness_flips_when_the_output_ages(cluster, namespace, operator, raw_
                      timeout=60, message="Fresh=False/Stale")
     assert condition(stale, "Ready")["status"] == "False"
     assert stale["status"]["phase"] == "Stale"
+    age = sample_total(operator.metrics(), "ferry_feature_output_age_seconds",
+                       namespace=namespace, name="fresh")
+    assert age > 15
 
 
 def test_container_transform_gets_env_and_is_validated(cluster, namespace, operator, raw_data):

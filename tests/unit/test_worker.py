@@ -40,3 +40,17 @@ def test_track_reconcile_counts_success_and_error():
         raise ValueError("boom")
     assert ok._value.get() == before_ok + 1
     assert failed._value.get() == before_failed + 1
+
+
+def test_feature_freshness_reports_age_at_scrape_time_and_forgets():
+    import time
+
+    from ferry.observability.metrics import FeatureFreshness
+
+    tracker = FeatureFreshness()
+    tracker.set("u1", ("ns", "fp", "tx", "v1"), time.time() - 100)
+    sample = next(iter(tracker.collect())).samples[0]
+    assert sample.labels == {"namespace": "ns", "name": "fp", "feature_set": "tx", "version": "v1"}
+    assert 99 <= sample.value < 110
+    tracker.forget("u1")
+    assert next(iter(tracker.collect())).samples == []

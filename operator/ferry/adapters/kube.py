@@ -57,6 +57,18 @@ class Kube:
 
         return await self.executors.run("kube", run)
 
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
+        def run():
+            resource = self._resource(api_version, kind)
+            try:
+                return resource.get(name=name, namespace=namespace).to_dict()
+            except ApiException as error:
+                if error.status == 404:
+                    return None
+                raise
+
+        return await self.executors.run("kube", run)
+
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         """Delete with background propagation; a missing object is fine."""
         def run():

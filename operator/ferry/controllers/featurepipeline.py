@@ -18,8 +18,9 @@ from ferry.builders.labels import child_labels
 from ferry.controllers._worker import Context, register
 from ferry.features import layout
 from ferry.reconcilers.accept import accept
+from ferry.observability.metrics import FRESHNESS
 from ferry.reconcilers.featurepipeline import (
-    POLL_WHILE_RUNNING, Observed, backfill_plan, decide, job_state)
+    POLL_WHILE_RUNNING, Observed, backfill_plan, decide, job_state, parse_time)
 from ferry.reconcilers.outcome import Outcome
 from ferry.reconcilers.usage import deletion_blocked_event, in_use_condition, users
 from ferry.status import set_condition
@@ -87,6 +88,9 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
     found = await current_users(ctx, namespace, name)
     fields["conditions"] = set_condition(fields["conditions"],
                                          in_use_condition(found, body.metadata["generation"]))
+    if latest:
+        FRESHNESS.set(body.metadata.uid, (namespace, name, spec.feature_set, spec.version),
+                      parse_time(latest["time"]).timestamp())
     if backfill is not None:
         fields["backfill"] = backfill
         if backfill["running"] and requeue is None:
@@ -109,6 +113,7 @@ async def hold_while_in_use(body: kopf.Body, memo: kopf.Memo, **_) -> None:
     ctx: Context = memo.ctx
     found = await current_users(ctx, body.metadata.namespace, body.metadata.name)
     if not found:
+        FRESHNESS.forget(body.metadata.uid)
         return
     status = dict(body.get("status") or {})
     conditions = set_condition(status.get("conditions"),

@@ -64,6 +64,37 @@ PHASES = PhaseTracker()
 REGISTRY.register(PHASES)
 
 
+class FeatureFreshness:
+    """Age of each FeaturePipeline's last good output, computed at scrape time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._published: dict[str, tuple[tuple[str, str, str, str], float]] = {}
+
+    def set(self, uid: str, labels: tuple[str, str, str, str], published_at: float) -> None:
+        with self._lock:
+            self._published[uid] = (labels, published_at)
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            self._published.pop(uid, None)
+
+    def collect(self):
+        family = GaugeMetricFamily(
+            "ferry_feature_output_age_seconds", "Age of the last validated feature output.",
+            labels=["namespace", "name", "feature_set", "version"])
+        now = time.time()
+        with self._lock:
+            items = list(self._published.values())
+        for labels, published_at in sorted(items):
+            family.add_metric(list(labels), max(0.0, now - published_at))
+        yield family
+
+
+FRESHNESS = FeatureFreshness()
+REGISTRY.register(FRESHNESS)
+
+
 @contextmanager
 def track_reconcile(kind: str):
     """Time one reconcile and count its outcome; exceptions are counted and re-raised."""

@@ -1,0 +1,119 @@
+"""The MLflow Model Registry and tracking server, as the ModelVersion controller needs them.
+
+Every registry version Ferry creates carries the tag ``ferry.dev/uid`` = the ModelVersion's uid,
+so after any restart the operator finds its own version again instead of creating a duplicate.
+Calls are synchronous (the MLflow client); controllers run them in the "mlflow" pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+UID_TAG = "ferry.dev/uid"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+class RegistryUnavailable(Exception):
+    """MLflow could not be reached or answered with a server error."""
+
+
+@dataclass
+class RunFacts:
+    run_id: str
+    experiment_id: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class VersionFacts:
+    version: str
+    source: str
+    run_id: str | None
+    tags: dict[str, str]
+
+
+class Registry:
+    def __init__(self, tracking_uri: str) -> None:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        mlflow.set_tracking_uri(tracking_uri)  # model-info lookups use the global URI
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def _call(self, fn, *args, **kwargs):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return fn(*args, **kwargs)
+        except MlflowException as error:
+            if error.get_http_status_code() >= 500 or "Max retries" in str(error) \
+                    or "Connection" in str(error):
+                raise RegistryUnavailable(str(error).splitlines()[0]) from error
+            raise
+        except OSError as error:
+            raise RegistryUnavailable(str(error)) from error
+
+    @staticmethod
+    def _facts(version) -> VersionFacts:
+        return VersionFacts(str(version.version), version.source, version.run_id,
+                            dict(version.tags or {}))
+
+    def find_by_uid(self, model: str, uid: str) -> VersionFacts | None:
+        found = self._call(self.client.search_model_versions,
+                           f"name = '{model}' and tags.`{UID_TAG}` = '{uid}'")
+        return self._facts(found[0]) if found else None
+
+    def register(self, model: str, uid: str, source: str, run_id: str | None,
+                 description: str | None, tags: dict[str, str]) -> VersionFacts:
+        """Create the registered model if missing and the version once (idempotent by uid)."""
+        from mlflow.exceptions import MlflowException
+
+        existing = self.find_by_uid(model, uid)
+        if existing is not None:
+            return existing
+        try:
+            self._call(self.client.create_registered_model, model)
+        except MlflowException as error:
+            if "RESOURCE_ALREADY_EXISTS" not in str(error.error_code):
+                raise
+        version = self._call(self.client.create_model_version, model, source, run_id,
+                             tags={**tags, UID_TAG: uid}, description=description)
+        return self._facts(version)
+
+    def set_tags(self, model: str, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self._call(self.client.set_model_version_tag, model, version, key, value)
+
+    def run(self, run_id: str) -> RunFacts:
+        run = self._call(self.client.get_run, run_id)
+        return RunFacts(run_id, run.info.experiment_id, dict(run.data.metrics),
+                        dict(run.data.params), dict(run.data.tags))
+
+    def version_by_alias(self, model: str, alias: str) -> VersionFacts | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._facts(self._call(self.client.get_model_version_by_alias, model, alias))
+        except MlflowException:
+            return None
+
+    def set_alias(self, model: str, alias: str, version: str) -> None:
+        self._call(self.client.set_registered_model_alias, model, alias, version)
+
+    def remove_alias(self, model: str, alias: str) -> None:
+        self._call(self.client.delete_registered_model_alias, model, alias)
+
+    def delete_version(self, model: str, version: str) -> None:
+        self._call(self.client.delete_model_version, model, version)
+
+    def input_columns(self, source: str) -> list[str] | None:
+        """Input column names of the model's signature; None when it has no signature."""
+        from mlflow.models import get_model_info
+
+        info = self._call(get_model_info, source)
+        if info.signature is None or info.signature.inputs is None:
+            return None
+        return [name for name in info.signature.inputs.input_names() if name]

@@ -1,0 +1,92 @@
+from ferry.api import parse_spec
+from ferry.reconcilers.modelversion import Observed, decide, evaluate_gates
+from ferry.status import find_condition
+
+
+def spec(**extra):
+    return parse_spec("ModelVersion", {"modelName": "fraud", "source": "runs:/r1/model", **extra})
+
+
+def gates(**gate_spec):
+    return spec(gates=gate_spec)
+
+
+def by_name(results):
+    return {g["name"]: g for g in results}
+
+
+def test_metric_thresholds_pass_fail_and_missing():
+    results = by_name(evaluate_gates(gates(metrics=[
+        {"metric": "auc", "op": ">=", "value": 0.85}, {"metric": "loss", "op": "<", "value": 0.1},
+        {"metric": "f1", "op": ">", "value": 0.5}]), Observed(metrics={"auc": 0.9, "loss": 0.2})))
+    assert results["metric auc"] == {"name": "metric auc", "verdict": "Passed", "observed": "0.9",
+                                     "threshold": ">= 0.85"}
+    assert results["metric loss"]["verdict"] == "Failed"
+    assert results["metric f1"]["verdict"] == "Failed" and "not logged" in results["metric f1"]["message"]
+
+
+def test_beat_champion_with_and_without_a_champion():
+    rule = gates(beatChampion={"metric": "auc", "minDelta": 0.01})
+    alone = evaluate_gates(rule, Observed(version="1", metrics={"auc": 0.8}))[0]
+    assert alone["verdict"] == "Passed" and alone["message"] == "no champion to beat"
+    itself = evaluate_gates(rule, Observed(version="1", champion="1", metrics={"auc": 0.8}))[0]
+    assert itself["verdict"] == "Passed"
+    beaten = evaluate_gates(rule, Observed(version="2", champion="1", metrics={"auc": 0.92},
+                                           champion_metrics={"auc": 0.9}))[0]
+    assert beaten["verdict"] == "Passed" and beaten["threshold"].startswith(">= 0.91")
+    short = evaluate_gates(rule, Observed(version="2", champion="1", metrics={"auc": 0.905},
+                                          champion_metrics={"auc": 0.9}))[0]
+    assert short["verdict"] == "Failed"
+    minimize = gates(beatChampion={"metric": "loss", "goal": "minimize", "minDelta": 0.05})
+    better = evaluate_gates(minimize, Observed(version="2", champion="1", metrics={"loss": 0.1},
+                                               champion_metrics={"loss": 0.2}))[0]
+    assert better["verdict"] == "Passed" and better["threshold"].startswith("<= 0.15")
+
+
+def test_features_ready_and_signature_against_the_feature_schema():
+    rule = spec(features="tx-v2", gates={"signature": True})
+    ready = by_name(evaluate_gates(rule, Observed(features_ready=True, input_columns=["a", "b"],
+                                                  feature_columns=["a", "b", "c"])))
+    assert ready["featuresReady"]["verdict"] == "Passed"
+    assert ready["signature"]["verdict"] == "Passed"
+    missing = by_name(evaluate_gates(rule, Observed(features_ready=False, input_columns=["a", "z"],
+                                                    feature_columns=["a"])))
+    assert missing["featuresReady"]["verdict"] == "Failed"
+    assert missing["signature"]["verdict"] == "Failed" and "'z'" in missing["signature"]["message"]
+    unsigned = by_name(evaluate_gates(rule, Observed(features_ready=True)))
+    assert unsigned["signature"]["verdict"] == "Failed"
+    pending = by_name(evaluate_gates(rule, Observed(input_columns=["a"])))
+    assert pending["featuresReady"]["verdict"] == "Pending"
+
+
+def cond(fields, type_):
+    return find_condition(fields["conditions"], type_)
+
+
+def test_phases_rejected_awaiting_approved_serving():
+    failing = gates(metrics=[{"metric": "auc", "op": ">", "value": 0.95}])
+    fields, events = decide(failing, {}, 1, Observed(version="1", metrics={"auc": 0.9}))
+    assert fields["phase"] == "Rejected" and cond(fields, "Ready")["status"] == "False"
+    assert any(e.reason == "GateFailed" and e.type == "Warning" for e in events)
+
+    waiting = spec(approval={"required": True})
+    fields, _ = decide(waiting, {}, 1, Observed(version="1"))
+    assert fields["phase"] == "AwaitingApproval"
+    assert cond(fields, "Approved")["reason"] == "AwaitingApproval"
+
+    approved = spec(approval={"required": True, "approvedBy": "alice", "comment": "ok"})
+    fields, events = decide(approved, {}, 1, Observed(version="1", now="2026-11-22T12:00:00Z"))
+    assert fields["phase"] == "Approved"
+    assert fields["approval"] == {"by": "alice", "at": "2026-11-22T12:00:00Z", "comment": "ok"}
+    assert any(e.reason == "ApprovedByHuman" for e in events)
+    again, _ = decide(approved, fields, 1, Observed(version="1", now="2026-11-23T00:00:00Z"))
+    assert again["approval"]["at"] == "2026-11-22T12:00:00Z"  # the audit record is stable
+
+    fields, _ = decide(spec(), {}, 1, Observed(version="1", served_by=["InferenceService/api"]))
+    assert fields["phase"] == "Serving" and fields["servedBy"] == ["InferenceService/api"]
+
+
+def test_steady_state_is_silent():
+    first, _ = decide(spec(), {}, 1, Observed(version="1"))
+    _, events = decide(spec(), first, 1, Observed(version="1"))
+    assert events == []
