@@ -37,6 +37,14 @@ class VersionFacts:
 
 class Registry:
     def __init__(self, tracking_uri: str) -> None:
+        import os
+
+        # Fail fast: the controller retries with its own backoff and reports RegistryReachable,
+        # instead of the client blocking a worker for minutes in urllib3 retries.
+        for variable, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1"),
+                                ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                                ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
+            os.environ.setdefault(variable, value)
         import mlflow
         from mlflow.tracking import MlflowClient
 
