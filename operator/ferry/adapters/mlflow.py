@@ -125,3 +125,25 @@ class Registry:
         if info.signature is None or info.signature.inputs is None:
             return None
         return [name for name in info.signature.inputs.input_names() if name]
+
+
+class Tracker(Registry):
+    """Runs of the tracking server, created by the operator so the pod logs into a known run."""
+
+    def ensure_run(self, experiment: str, uid: str, tags: dict[str, str]) -> tuple[str, str]:
+        """(run id, experiment id) of the run tagged with ``uid``; created once."""
+        found = self._call(self.client.get_experiment_by_name, experiment)
+        experiment_id = found.experiment_id if found else self._call(
+            self.client.create_experiment, experiment)
+        runs = self._call(self.client.search_runs, [experiment_id],
+                          f"tags.`{UID_TAG}` = '{uid}'", max_results=1)
+        if runs:
+            return runs[0].info.run_id, experiment_id
+        run = self._call(self.client.create_run, experiment_id, tags={**tags, UID_TAG: uid})
+        return run.info.run_id, experiment_id
+
+    def end_run(self, run_id: str, status: str) -> None:
+        """Mark the run FINISHED/FAILED/KILLED unless it already ended."""
+        run = self._call(self.client.get_run, run_id)
+        if run.info.status in ("RUNNING", "SCHEDULED"):
+            self._call(self.client.set_terminated, run_id, status)

@@ -1,0 +1,143 @@
+"""TrainingRun status from its Job, its pods and its MLflow run (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ferry.api.common import duration_seconds
+from ferry.api.trainingrun import TrainingRunSpec
+from ferry.reconcilers.outcome import Event
+from ferry.status import make_condition, set_condition, transitioned
+
+POLL_WHILE_RUNNING = 5.0
+IMAGE_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
+
+
+@dataclass
+class Observed:
+    job: dict | None
+    pods: list[dict] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    now: datetime | None = None
+
+
+def job_phase(job: dict | None) -> str:
+    if job is None:
+        return "Pending"
+    for condition in job.get("status", {}).get("conditions", []):
+        if condition["status"] == "True" and condition["type"] in ("Complete", "SuccessCriteriaMet"):
+            return "Succeeded"
+        if condition["status"] == "True" and condition["type"] in ("Failed", "FailureTarget"):
+            return "Failed"
+    return "Running" if job.get("status", {}).get("active") else "Pending"
+
+
+def scheduling_problem(pods: list[dict]) -> tuple[str, str] | None:
+    """(reason, message) when a pod cannot be placed: InsufficientGPU or Unschedulable."""
+    for pod in pods:
+        for condition in pod.get("status", {}).get("conditions", []):
+            if (condition["type"], condition["status"], condition.get("reason")) == (
+                    "PodScheduled", "False", "Unschedulable"):
+                message = condition.get("message", "")
+                reason = "InsufficientGPU" if "nvidia.com/gpu" in message else "Unschedulable"
+                return reason, message
+    return None
+
+
+def failure_reason(job: dict | None, pods: list[dict]) -> tuple[str, str]:
+    """The most specific reason a run failed: OOMKilled and image errors beat a generic one."""
+    for pod in pods:
+        for status in pod.get("status", {}).get("containerStatuses", []) or []:
+            state = status.get("state", {}) | status.get("lastState", {})
+            terminated = state.get("terminated") or {}
+            if terminated.get("reason") == "OOMKilled":
+                return "OOMKilled", f"container {status['name']} ran out of memory"
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in IMAGE_ERRORS:
+                return "ImagePullError", waiting.get("message", waiting["reason"])
+    for condition in (job or {}).get("status", {}).get("conditions", []):
+        if condition["type"] == "Failed" and condition["status"] == "True":
+            return condition.get("reason", "Failed"), condition.get("message", "")
+    return "Failed", "the training Job failed"
+
+
+def exit_codes(pods: list[dict]) -> list[int]:
+    codes = []
+    for pod in pods:
+        for status in pod.get("status", {}).get("containerStatuses", []) or []:
+            terminated = (status.get("state") or {}).get("terminated")
+            if terminated and terminated.get("exitCode"):
+                codes.append(terminated["exitCode"])
+    return codes
+
+
+def decide(spec: TrainingRunSpec, status: dict, generation: int,
+           seen: Observed) -> tuple[dict, list[Event], float | None]:
+    conditions = list(status.get("conditions") or [])
+    job_status = (seen.job or {}).get("status", {})
+    phase = job_phase(seen.job)
+    running_or_done = 1 if job_status.get("active") or job_status.get("succeeded") else 0
+    fields: dict = {"gpus": spec.workers * spec.resources.gpus,
+                    "attempts": job_status.get("failed", 0) + running_or_done}
+    if seen.job is not None:
+        fields["jobName"] = seen.job["metadata"]["name"]
+    for source, target in (("startTime", "startTime"), ("completionTime", "completionTime")):
+        if job_status.get(source):
+            fields[target] = job_status[source]
+    if seen.metrics:
+        fields["progress"] = {"metrics": seen.metrics}
+        if "step" in seen.metrics:
+            fields["progress"]["step"] = int(seen.metrics["step"])
+        if "epoch" in seen.metrics:
+            fields["progress"]["epoch"] = int(seen.metrics["epoch"])
+
+    requeue = None
+    problem = scheduling_problem(seen.pods) if phase in ("Pending", "Running") else None
+    if problem:
+        reason, message = problem
+        conditions = set_condition(conditions, make_condition("Scheduled", False, reason, message,
+                                                              generation))
+        created = (seen.job or {}).get("metadata", {}).get("creationTimestamp")
+        waited = (seen.now - datetime.fromisoformat(created.replace("Z", "+00:00"))
+                  ).total_seconds() if created and seen.now else 0
+        if spec.scheduling_timeout and waited > duration_seconds(spec.scheduling_timeout):
+            phase = "Failed"
+            fields["message"] = f"{reason}: not all workers scheduled within " \
+                                f"{spec.scheduling_timeout}: {message}"
+            succeeded = make_condition("Succeeded", False, reason, fields["message"], generation)
+        else:
+            phase = "Pending"
+            succeeded = make_condition("Succeeded", "Unknown", reason, message, generation)
+            requeue = POLL_WHILE_RUNNING
+    elif phase == "Succeeded":
+        fields["metrics"] = seen.metrics
+        succeeded = make_condition("Succeeded", True, "Completed", "Training finished.",
+                                   generation)
+    elif phase == "Failed":
+        reason, message = failure_reason(seen.job, seen.pods)
+        codes = exit_codes(seen.pods)
+        if codes and reason in ("BackoffLimitExceeded", "PodFailurePolicy", "Failed"):
+            message = f"{message} (exit codes {sorted(set(codes))})".strip()
+        fields["message"] = f"{reason}: {message}"
+        fields["metrics"] = seen.metrics
+        succeeded = make_condition("Succeeded", False, reason, message, generation)
+    else:
+        succeeded = make_condition("Succeeded", "Unknown", phase, f"Training is {phase.lower()}.",
+                                   generation)
+        requeue = POLL_WHILE_RUNNING
+    if seen.job is not None and not problem:
+        conditions = set_condition(conditions, make_condition(
+            "Scheduled", True, "Scheduled", "All workers are placed.", generation))
+    conditions = set_condition(conditions, succeeded)
+    fields["conditions"] = conditions
+    fields["phase"] = phase
+    events = []
+    for type_ in ("Scheduled", "Succeeded"):
+        changed = transitioned(status.get("conditions"), conditions, type_)
+        if changed is not None and changed["status"] != "Unknown":
+            events.append(Event("Normal" if changed["status"] == "True" else "Warning",
+                                changed["reason"], changed["message"][:1024]))
+        elif changed is not None and changed["reason"] in ("InsufficientGPU", "Unschedulable"):
+            events.append(Event("Warning", changed["reason"], changed["message"][:1024]))
+    return fields, events, requeue

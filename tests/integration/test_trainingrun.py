@@ -1,0 +1,145 @@
+"""TrainingRun on the real control plane: GPU placement, real training on the local runner,
+MLflow tracking, failure policy and cleanup."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from ferry.adapters.mlflow import Registry
+from ferry.status import find_condition
+from support.waiting import wait_for
+
+TRAIN = """
+import json, os, mlflow
+params = json.load(open(os.environ['FERRY_PARAMETERS_FILE']))
+client = mlflow.tracking.MlflowClient()
+run = os.environ['MLFLOW_RUN_ID']
+lr = float(params['lr'])
+for step in range(3):
+    client.log_metric(run, 'loss', 1.0 / (step + 1) * lr, step=step)
+client.log_metric(run, 'auc', 0.8 + lr)
+client.log_param(run, 'lr', params['lr'])
+"""
+
+
+def training_run(namespace, name, **spec):
+    return {"apiVersion": "ferry.dev/v1alpha1", "kind": "TrainingRun",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"image": "trainer:1", **spec}}
+
+
+def apply(cluster, *objects):
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
+
+
+def get(cluster, namespace, kind, name):
+    return json.loads(cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout)
+
+
+def run_phase(cluster, namespace, name, phase):
+    obj = get(cluster, namespace, "trainingrun.ferry.dev", name)
+    return obj if obj.get("status", {}).get("phase") == phase else None
+
+
+def credentials(namespace, services) -> dict:
+    env = services.env()
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "mlflow-creds", "namespace": namespace},
+            "stringData": {k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                               "AWS_DEFAULT_REGION", "MLFLOW_S3_ENDPOINT_URL")}}
+
+
+def test_gpu_run_gets_limits_toleration_shm_and_lands_on_a_gpu_node(cluster, namespace, operator,
+                                                                    services):
+    apply(cluster, training_run(namespace, "gpu", command=["train"], resources={"gpus": 2},
+                                shmSize="1Gi", parameters={"lr": "0.1"}))
+    done = wait_for(lambda: run_phase(cluster, namespace, "gpu", "Succeeded"), timeout=90,
+                    message="GPU run Succeeded on a KWOK GPU node")
+    job = get(cluster, namespace, "job", "gpu")
+    pod_spec = job["spec"]["template"]["spec"]
+    container = pod_spec["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in \
+        pod_spec["tolerations"]
+    shm = next(v for v in pod_spec["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Gi"}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MLFLOW_RUN_ID"] == done["status"]["mlflowRunId"]
+    assert json.loads(env["FERRY_PARAMETERS"]) == {"lr": "0.1"}
+    pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l",
+                                      "batch.kubernetes.io/job-name=gpu", "-o", "json").stdout)
+    node = pods["items"][0]["spec"]["nodeName"]
+    assert node.startswith("kwok-gpu-")
+    assert done["status"]["gpus"] == 2
+    mlflow_run = Registry(services.endpoints["mlflow"]).client.get_run(done["status"]["mlflowRunId"])
+    assert mlflow_run.info.status == "FINISHED"
+
+
+def test_more_gpus_than_the_cluster_has_fails_with_insufficient_gpu(cluster, namespace, operator):
+    apply(cluster, training_run(namespace, "huge", command=["train"], resources={"gpus": 64},
+                                schedulingTimeout="5s"))
+    failed = wait_for(lambda: run_phase(cluster, namespace, "huge", "Failed"), timeout=90,
+                      message="run Failed")
+    succeeded = find_condition(failed["status"]["conditions"], "Succeeded")
+    assert succeeded["reason"] == "InsufficientGPU"
+    assert "nvidia.com/gpu" in failed["status"]["message"]
+    events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
+                             "reason=InsufficientGPU").stdout
+    assert "InsufficientGPU" in events
+    wait_for(lambda: cluster.kubectl("get", "job", "huge", "-n", namespace,
+                                     check=False).returncode != 0,
+             timeout=30, message="the unschedulable Job is removed")
+
+
+def test_training_on_the_local_runner_is_tracked_in_mlflow(cluster, namespace, operator,
+                                                          services):
+    apply(cluster, credentials(namespace, services),
+          training_run(namespace, "real", command=["python", "-c", TRAIN],
+                       parameters={"lr": "0.05"}, mlflow={"experiment": f"exp-{namespace}"},
+                       env=[{"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {
+                           "name": "mlflow-creds", "key": "AWS_ACCESS_KEY_ID"}}}]))
+    done = wait_for(lambda: run_phase(cluster, namespace, "real", "Succeeded"), timeout=120,
+                    message="real training Succeeded")
+    registry = Registry(services.endpoints["mlflow"])
+    mlflow_run = registry.client.get_run(done["status"]["mlflowRunId"])
+    assert mlflow_run.info.status == "FINISHED"
+    assert mlflow_run.data.tags["ferry.dev/name"] == "real"
+    assert done["status"]["metrics"] == mlflow_run.data.metrics
+    assert done["status"]["metrics"]["auc"] == 0.85
+    assert find_condition(done["status"]["conditions"], "Succeeded")["status"] == "True"
+
+
+def test_exit_codes_retry_then_fail_and_non_retryable_fail_at_once(cluster, namespace, operator):
+    apply(cluster,
+          training_run(namespace, "flaky", command=["python", "-c", "import sys; sys.exit(1)"],
+                       backoffLimit=1),
+          training_run(namespace, "fatal", command=["python", "-c", "import sys; sys.exit(2)"],
+                       backoffLimit=3, nonRetryableExitCodes=[2]))
+    flaky = wait_for(lambda: run_phase(cluster, namespace, "flaky", "Failed"), timeout=120,
+                     message="flaky Failed after retries")
+    assert find_condition(flaky["status"]["conditions"], "Succeeded")["reason"] == \
+        "BackoffLimitExceeded"
+    assert flaky["status"]["attempts"] == 2
+    fatal = wait_for(lambda: run_phase(cluster, namespace, "fatal", "Failed"), timeout=120,
+                     message="fatal Failed at once")
+    assert find_condition(fatal["status"]["conditions"], "Succeeded")["reason"] == \
+        "PodFailurePolicy"
+    assert fatal["status"]["attempts"] == 1
+    assert "exit codes [2]" in fatal["status"]["message"]
+
+
+def test_deleting_a_run_removes_its_job_and_kills_the_mlflow_run(cluster, namespace, operator,
+                                                                services):
+    apply(cluster, training_run(namespace, "long",
+                                command=["python", "-c", "import time; time.sleep(300)"]))
+    running = wait_for(lambda: run_phase(cluster, namespace, "long", "Running"), timeout=90,
+                       message="Running")
+    run_id = running["status"]["mlflowRunId"]
+    cluster.kubectl("delete", "trainingrun.ferry.dev", "long", "-n", namespace)
+    wait_for(lambda: cluster.kubectl("get", "job", "long", "-n", namespace,
+                                     check=False).returncode != 0, timeout=60,
+             message="Job garbage-collected")
+    registry = Registry(services.endpoints["mlflow"])
+    assert registry.client.get_run(run_id).info.status == "KILLED"

@@ -1,0 +1,130 @@
+import json
+
+from ferry.api import parse_spec
+from ferry.builders.trainingrun import Tracking, build_children, build_job, service_name
+from ferry.reconcilers.trainingrun import Observed, decide, failure_reason, scheduling_problem
+from ferry.status import find_condition
+
+OWNER = {"apiVersion": "ferry.dev/v1alpha1", "kind": "TrainingRun",
+         "metadata": {"name": "fraud", "namespace": "ml", "uid": "uid-7"}}
+TRACKING = Tracking(tracking_uri="http://mlflow", experiment="fraud", run_id="r123",
+                    features_uri="s3://f/tx/v2/run/")
+
+
+def spec(**extra):
+    return parse_spec("TrainingRun", {"image": "trainer:1", "command": ["python", "train.py"],
+                                      **extra})
+
+
+def env(job):
+    return {e["name"]: e.get("value", e.get("valueFrom"))
+            for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_single_worker_job_with_documented_env():
+    job = build_job(OWNER, spec(parameters={"lr": "0.1"}), TRACKING)
+    assert job["metadata"]["name"] == "fraud" and "completionMode" not in job["spec"]
+    values = env(job)
+    assert values["MLFLOW_RUN_ID"] == "r123" and values["MLFLOW_TRACKING_URI"] == "http://mlflow"
+    assert values["MLFLOW_EXPERIMENT_NAME"] == "fraud"
+    assert values["FERRY_FEATURES_URI"] == "s3://f/tx/v2/run/"
+    assert values["FERRY_RUN_UID"] == "uid-7"
+    assert json.loads(values["FERRY_PARAMETERS"]) == {"lr": "0.1"}
+    assert values["FERRY_PARAMETERS_FILE"] == "/etc/ferry/parameters.json"
+    assert "MASTER_ADDR" not in values
+
+
+def test_gpus_become_limits_with_the_default_toleration():
+    pod = build_job(OWNER, spec(resources={"gpus": 4, "cpu": "8", "memory": "32Gi"}),
+                    TRACKING)["spec"]["template"]["spec"]
+    resources = pod["containers"][0]["resources"]
+    assert resources["limits"] == {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "4"}
+    assert resources["requests"] == {"cpu": "8", "memory": "32Gi"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                   "effect": "NoSchedule"}]
+    cpu_only = build_job(OWNER, spec(), TRACKING)["spec"]["template"]["spec"]
+    assert cpu_only["tolerations"] == []
+
+
+def test_distributed_run_is_an_indexed_job_with_headless_service_and_torchrun_env():
+    children = build_children(OWNER, spec(workers=3, resources={"gpus": 2}), TRACKING)
+    kinds = [c["kind"] for c in children]
+    assert kinds == ["ConfigMap", "Service", "Job"]
+    service, job = children[1], children[2]
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == {"batch.kubernetes.io/job-name": "fraud"}
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["parallelism"] == job["spec"]["completions"] == 3
+    assert job["spec"]["template"]["spec"]["subdomain"] == service_name("fraud")
+    values = env(job)
+    assert values["MASTER_ADDR"] == f"fraud-0.{service_name('fraud')}"
+    assert values["NNODES"] == "3" and values["NPROC_PER_NODE"] == "2"
+    assert values["WORLD_SIZE"] == "6"
+    assert "job-completion-index" in values["NODE_RANK"]["fieldRef"]["fieldPath"]
+
+
+def test_kueue_failure_policy_deadline_and_scheduling_fields():
+    job = build_job(OWNER, spec(queueName="team-a", activeDeadlineSeconds=3600, backoffLimit=5,
+                                nonRetryableExitCodes=[2, 2, 3], priorityClassName="high",
+                                nodeSelector={"pool": "a100"}, serviceAccountName="trainer",
+                                imagePullSecrets=[{"name": "regcred"}], shmSize="8Gi"), TRACKING)
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    assert job["spec"]["suspend"] is True
+    assert job["spec"]["activeDeadlineSeconds"] == 3600 and job["spec"]["backoffLimit"] == 5
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    assert rules[1]["onExitCodes"]["values"] == [2, 3]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "high" and pod["nodeSelector"] == {"pool": "a100"}
+    assert pod["serviceAccountName"] == "trainer"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert {"/dev/shm", "/etc/ferry"} <= mounts
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def pending_pod(message):
+    return {"status": {"conditions": [{"type": "PodScheduled", "status": "False",
+                                       "reason": "Unschedulable", "message": message}]}}
+
+
+def test_scheduling_problem_names_insufficient_gpu():
+    assert scheduling_problem([pending_pod("0/5 nodes: 4 Insufficient nvidia.com/gpu")])[0] == \
+        "InsufficientGPU"
+    assert scheduling_problem([pending_pod("0/5 nodes: node(s) had untolerated taint")])[0] == \
+        "Unschedulable"
+    assert scheduling_problem([{"status": {}}]) is None
+
+
+def test_failure_reasons_prefer_oom_and_image_errors():
+    oom = {"status": {"containerStatuses": [{"name": "trainer", "state": {"terminated": {
+        "reason": "OOMKilled", "exitCode": 137}}}]}}
+    assert failure_reason(None, [oom])[0] == "OOMKilled"
+    image = {"status": {"containerStatuses": [{"name": "trainer", "state": {"waiting": {
+        "reason": "ImagePullBackOff", "message": "not found"}}}]}}
+    assert failure_reason(None, [image]) == ("ImagePullError", "not found")
+    job = {"status": {"conditions": [{"type": "Failed", "status": "True",
+                                      "reason": "BackoffLimitExceeded", "message": "too many"}]}}
+    assert failure_reason(job, []) == ("BackoffLimitExceeded", "too many")
+
+
+def job(conditions=(), **status):
+    return {"metadata": {"name": "fraud", "creationTimestamp": "2026-11-22T12:00:00Z"},
+            "status": {"conditions": list(conditions), **status}}
+
+
+def test_decide_phases_and_metrics():
+    fields, _, requeue = decide(spec(), {}, 1, Observed(job=job(active=1),
+                                                         metrics={"loss": 0.5, "step": 7}))
+    assert fields["phase"] == "Running" and fields["progress"] == {
+        "metrics": {"loss": 0.5, "step": 7}, "step": 7}
+    assert requeue == 5.0
+    done, events, _ = decide(spec(), fields, 1, Observed(
+        job=job([{"type": "Complete", "status": "True"}], succeeded=1,
+                completionTime="2026-11-22T12:05:00Z"), metrics={"auc": 0.9}))
+    assert done["phase"] == "Succeeded" and done["metrics"] == {"auc": 0.9}
+    assert find_condition(done["conditions"], "Succeeded")["status"] == "True"
+    assert any(e.reason == "Completed" for e in events)
+    failed, _, _ = decide(spec(), {}, 1, Observed(job=job(
+        [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}], failed=3)))
+    assert failed["phase"] == "Failed" and failed["attempts"] == 3
