@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from ferry.adapters.mlflow import Registry
@@ -88,9 +89,13 @@ def test_more_gpus_than_the_cluster_has_fails_with_insufficient_gpu(cluster, nam
     events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
                              "reason=InsufficientGPU").stdout
     assert "InsufficientGPU" in events
-    wait_for(lambda: cluster.kubectl("get", "job", "huge", "-n", namespace,
-                                     check=False).returncode != 0,
-             timeout=30, message="the unschedulable Job is removed")
+    job = wait_for(lambda: (j := get(cluster, namespace, "job", "huge"))["spec"].get("suspend")
+                   and j, timeout=30, message="the unschedulable Job is suspended")
+    assert job["metadata"]["annotations"]["ferry.dev/gave-up"].startswith("InsufficientGPU")
+    wait_for(lambda: not json.loads(cluster.kubectl(
+        "get", "pods", "-n", namespace, "-l", "batch.kubernetes.io/job-name=huge", "-o",
+        "json").stdout)["items"], timeout=60, message="pending workers removed")
+    assert run_phase(cluster, namespace, "huge", "Failed")
 
 
 def test_training_on_the_local_runner_is_tracked_in_mlflow(cluster, namespace, operator,
@@ -107,7 +112,7 @@ def test_training_on_the_local_runner_is_tracked_in_mlflow(cluster, namespace, o
     assert mlflow_run.info.status == "FINISHED"
     assert mlflow_run.data.tags["ferry.dev/name"] == "real"
     assert done["status"]["metrics"] == mlflow_run.data.metrics
-    assert done["status"]["metrics"]["auc"] == 0.85
+    assert done["status"]["metrics"]["auc"] == pytest.approx(0.85)
     assert find_condition(done["status"]["conditions"], "Succeeded")["status"] == "True"
 
 

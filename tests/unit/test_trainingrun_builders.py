@@ -106,6 +106,9 @@ def test_failure_reasons_prefer_oom_and_image_errors():
     job = {"status": {"conditions": [{"type": "Failed", "status": "True",
                                       "reason": "BackoffLimitExceeded", "message": "too many"}]}}
     assert failure_reason(job, []) == ("BackoffLimitExceeded", "too many")
+    target = {"status": {"conditions": [{"type": "FailureTarget", "status": "True",
+                                         "reason": "PodFailurePolicy", "message": "exit 2"}]}}
+    assert failure_reason(target, []) == ("PodFailurePolicy", "exit 2")
 
 
 def job(conditions=(), **status):

@@ -74,6 +74,9 @@ def structural(node: Any, defs: dict) -> Any:
             node[bound] = True
     if node.get("additionalProperties") is False:
         del node["additionalProperties"]
+    if node.get("x-kubernetes-preserve-unknown-fields"):
+        # Free-form: an `additionalProperties` schema would prune the nested fields it preserves.
+        node.pop("additionalProperties", None)
 
     result: dict = {}
     for key, value in node.items():

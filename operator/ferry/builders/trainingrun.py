@@ -15,6 +15,9 @@ MASTER_PORT = 29500
 PARAMETERS_DIR = "/etc/ferry"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+# Set on a Job whose workers could not all be placed in time: the Job stays suspended and the
+# run stays Failed with this reason, even across operator restarts (the Job is the record).
+GAVE_UP = "ferry.dev/gave-up"
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,8 @@ def failure_policy(spec: TrainingRunSpec) -> dict:
     return {"rules": rules}
 
 
-def build_job(owner: dict, spec: TrainingRunSpec, tracking: Tracking) -> dict:
+def build_job(owner: dict, spec: TrainingRunSpec, tracking: Tracking,
+              gave_up: str | None = None) -> dict:
     name = owner["metadata"]["name"]
     metadata = _metadata(owner, job_name(name))
     job_spec = {
@@ -154,10 +158,14 @@ def build_job(owner: dict, spec: TrainingRunSpec, tracking: Tracking) -> dict:
     if spec.queue_name:  # Kueue admits the Job by un-suspending it
         metadata["labels"][KUEUE_QUEUE_LABEL] = spec.queue_name
         job_spec["suspend"] = True
+    if gave_up:
+        metadata["annotations"] = {GAVE_UP: gave_up}
+        job_spec["suspend"] = True
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
 
 
-def build_children(owner: dict, spec: TrainingRunSpec, tracking: Tracking) -> list[dict]:
+def build_children(owner: dict, spec: TrainingRunSpec, tracking: Tracking,
+                   gave_up: str | None = None) -> list[dict]:
     name = owner["metadata"]["name"]
     children = [{
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(owner, parameters_name(name)),
@@ -170,5 +178,5 @@ def build_children(owner: dict, spec: TrainingRunSpec, tracking: Tracking) -> li
                      "selector": {"batch.kubernetes.io/job-name": job_name(name)},
                      "ports": [{"name": "rendezvous", "port": MASTER_PORT}]},
         })
-    children.append(build_job(owner, spec, tracking))
+    children.append(build_job(owner, spec, tracking, gave_up))
     return children

@@ -19,11 +19,12 @@ from ferry.controllers._worker import Context, register
 from ferry.reconcilers.accept import accept
 from ferry.reconcilers.outcome import Event, Outcome
 from ferry.reconcilers.trainingrun import Observed, decide
-from ferry.status import make_condition, set_condition
+from ferry.status import find_condition, make_condition, set_condition
 
 INFO = KINDS["TrainingRun"]
 MLFLOW_RUN_END = {"Succeeded": "FINISHED", "Failed": "FAILED"}
 TERMINAL = tuple(MLFLOW_RUN_END)
+SCHEDULING_REASONS = ("InsufficientGPU", "Unschedulable")
 
 
 @cache
@@ -69,8 +70,6 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
 
     tracking = Tracking(tracking_uri=uri, experiment=experiment if uri else None, run_id=run_id,
                         features_uri=await features_uri(ctx, namespace, spec.features))
-    for child in build_children(dict(body), spec, tracking):
-        await ctx.kube.apply(child)
     job = await ctx.kube.get("batch/v1", "Job", namespace, job_name(name))
     pods = await ctx.kube.list("v1", "Pod", namespace,
                                f"batch.kubernetes.io/job-name={job_name(name)}")
@@ -82,11 +81,14 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
             pass  # progress is best effort; the next poll tries again
     fields, new_events, requeue = decide(spec, status, generation, Observed(
         job=job, pods=pods, metrics=metrics, now=datetime.now(UTC)))
+    succeeded = find_condition(fields["conditions"], "Succeeded")
+    gave_up = None
+    if fields["phase"] == "Failed" and succeeded["reason"] in SCHEDULING_REASONS:
+        gave_up = fields["message"]  # suspend the Job: its pending workers leave the queue
+    for child in build_children(dict(body), spec, tracking, gave_up):
+        await ctx.kube.apply(child)
     if fields["phase"] in MLFLOW_RUN_END and uri and run_id:
         await run("mlflow", tracker(uri).end_run, run_id, MLFLOW_RUN_END[fields["phase"]])
-    if fields["phase"] == "Failed" and job and job.get("status", {}).get("active"):
-        # Gave up waiting for placement: remove the Job so its pending pods leave the queue.
-        await ctx.kube.delete("batch/v1", "Job", namespace, job["metadata"]["name"])
     new_status = {**outcome.status, **fields}
     if run_id:
         new_status |= {"mlflowRunId": run_id, "experimentId": experiment_id}

@@ -186,10 +186,14 @@ class LocalCluster:
         }
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None, timeout=120):
-        return subprocess.run(
+        result = subprocess.run(
             [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
-            capture_output=True, text=True, input=input, check=check, timeout=timeout,
+            capture_output=True, text=True, input=input, timeout=timeout,
         )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed ({result.returncode}): "
+                               f"{result.stderr.strip()}")
+        return result
 
     def server(self) -> str:
         config = yaml.safe_load(self.kubeconfig.read_text())

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from ferry.api.common import duration_seconds
 from ferry.api.trainingrun import TrainingRunSpec
+from ferry.builders.trainingrun import GAVE_UP
 from ferry.reconcilers.outcome import Event
 from ferry.status import make_condition, set_condition, transitioned
 
@@ -57,7 +58,8 @@ def failure_reason(job: dict | None, pods: list[dict]) -> tuple[str, str]:
             if waiting.get("reason") in IMAGE_ERRORS:
                 return "ImagePullError", waiting.get("message", waiting["reason"])
     for condition in (job or {}).get("status", {}).get("conditions", []):
-        if condition["type"] == "Failed" and condition["status"] == "True":
+        # FailureTarget comes first (same reason), Failed once the pods are gone.
+        if condition["type"] in ("Failed", "FailureTarget") and condition["status"] == "True":
             return condition.get("reason", "Failed"), condition.get("message", "")
     return "Failed", "the training Job failed"
 
@@ -94,7 +96,14 @@ def decide(spec: TrainingRunSpec, status: dict, generation: int,
 
     requeue = None
     problem = scheduling_problem(seen.pods) if phase in ("Pending", "Running") else None
-    if problem:
+    gave_up = ((seen.job or {}).get("metadata", {}).get("annotations") or {}).get(GAVE_UP)
+    if gave_up:
+        reason, _, message = gave_up.partition(": ")
+        phase = "Failed"
+        fields["message"] = gave_up
+        succeeded = make_condition("Succeeded", False, reason, message, generation)
+        problem = (reason, message)
+    elif problem:
         reason, message = problem
         conditions = set_condition(conditions, make_condition("Scheduled", False, reason, message,
                                                               generation))
