@@ -42,9 +42,14 @@ def test_spec_update_bumps_observed_generation(cluster, namespace, operator):
 
 
 def test_metrics_count_reconciles_per_kind(cluster, namespace, operator):
-    apply(cluster, namespace, example("ModelVersion"))
+    before = sample_total(operator.metrics(), "ferry_reconcile_total", kind="ModelVersion",
+                          result="success")
+    obj = example("ModelVersion")
+    apply(cluster, namespace, obj)
+    wait_for(lambda: reconciled(get(cluster, namespace, "ModelVersion", obj["metadata"]["name"])),
+             timeout=30, message="ModelVersion reconciled")
     wait_for(lambda: sample_total(operator.metrics(), "ferry_reconcile_total",
-                                  kind="ModelVersion", result="success") > 0,
+                                  kind="ModelVersion", result="success") > before,
              timeout=30, message="ModelVersion reconcile counted")
     text = operator.metrics()
     assert sample_total(text, "ferry_reconcile_duration_seconds_count", kind="ModelVersion") > 0

@@ -18,6 +18,14 @@ class RegistryUnavailable(Exception):
     """MLflow could not be reached or answered with a server error."""
 
 
+class RegistryRejected(Exception):
+    """MLflow refused the request (e.g. the source run does not exist); retrying won't help."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass
 class RunFacts:
     run_id: str
@@ -57,10 +65,11 @@ class Registry:
         try:
             return fn(*args, **kwargs)
         except MlflowException as error:
+            first_line = str(error).splitlines()[0]
             if error.get_http_status_code() >= 500 or "Max retries" in str(error) \
                     or "Connection" in str(error):
-                raise RegistryUnavailable(str(error).splitlines()[0]) from error
-            raise
+                raise RegistryUnavailable(first_line) from error
+            raise RegistryRejected(first_line, str(error.error_code)) from error
         except OSError as error:
             raise RegistryUnavailable(str(error)) from error
 
@@ -77,15 +86,13 @@ class Registry:
     def register(self, model: str, uid: str, source: str, run_id: str | None,
                  description: str | None, tags: dict[str, str]) -> VersionFacts:
         """Create the registered model if missing and the version once (idempotent by uid)."""
-        from mlflow.exceptions import MlflowException
-
         existing = self.find_by_uid(model, uid)
         if existing is not None:
             return existing
         try:
             self._call(self.client.create_registered_model, model)
-        except MlflowException as error:
-            if "RESOURCE_ALREADY_EXISTS" not in str(error.error_code):
+        except RegistryRejected as error:
+            if "RESOURCE_ALREADY_EXISTS" not in error.code:
                 raise
         version = self._call(self.client.create_model_version, model, source, run_id,
                              tags={**tags, UID_TAG: uid}, description=description)
@@ -101,11 +108,9 @@ class Registry:
                         dict(run.data.params), dict(run.data.tags))
 
     def version_by_alias(self, model: str, alias: str) -> VersionFacts | None:
-        from mlflow.exceptions import MlflowException
-
         try:
             return self._facts(self._call(self.client.get_model_version_by_alias, model, alias))
-        except MlflowException:
+        except RegistryRejected:
             return None
 
     def set_alias(self, model: str, alias: str, version: str) -> None:

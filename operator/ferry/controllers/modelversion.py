@@ -12,7 +12,7 @@ from functools import cache
 
 import kopf
 
-from ferry.adapters.mlflow import CHAMPION, Registry, RegistryUnavailable
+from ferry.adapters.mlflow import CHAMPION, Registry, RegistryRejected, RegistryUnavailable
 from ferry.api import GROUP, KINDS, VERSION
 from ferry.api.modelversion import ModelVersionSpec
 from ferry.controllers._worker import Context, register
@@ -113,6 +113,15 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
             columns = await run("mlflow", mlflow.input_columns, origin["source"])
     except RegistryUnavailable as error:
         return unreachable(outcome, body, str(error))
+    except RegistryRejected as error:  # e.g. the source run does not exist: report, retry slowly
+        message = str(error).splitlines()[0][:1024]
+        conditions = set_condition(outcome.status["conditions"], make_condition(
+            "Registered", False, "RegistrationFailed", message, generation))
+        failed_before = find_condition(status.get("conditions"), "Registered")
+        events = [] if failed_before and failed_before["reason"] == "RegistrationFailed" else [
+            Event("Warning", "RegistrationFailed", message)]
+        return Outcome(status={**outcome.status, "conditions": conditions, "phase": "Registering"},
+                       events=outcome.events + events, requeue_after=60)
 
     if facts:
         lineage |= {"experiment": facts.experiment_id, "parameters": facts.params,

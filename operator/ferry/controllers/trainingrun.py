@@ -86,7 +86,9 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
     if fields["phase"] == "Failed" and succeeded["reason"] in SCHEDULING_REASONS:
         gave_up = fields["message"]  # suspend the Job: its pending workers leave the queue
     for child in build_children(dict(body), spec, tracking, gave_up):
-        await ctx.kube.apply(child)
+        # A Job's pod template is immutable: a started run keeps the spec it started with.
+        if child["kind"] != "Job" or job is None or gave_up:
+            await ctx.kube.apply(child)
     if fields["phase"] in MLFLOW_RUN_END and uri and run_id:
         await run("mlflow", tracker(uri).end_run, run_id, MLFLOW_RUN_END[fields["phase"]])
     new_status = {**outcome.status, **fields}
