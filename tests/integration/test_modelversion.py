@@ -212,3 +212,13 @@ def test_unreachable_registry_is_reported_then_registers_once(cluster, services,
         late.stop()
         operator.stop()
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_a_source_run_mlflow_does_not_know_is_reported_not_crashed(cluster, namespace, operator):
+    apply(cluster, model_version(namespace, "ghost", f"ghost-{namespace}", "0000deadbeef"))
+    failed = wait_for(lambda: (o := get(cluster, namespace, "ghost")) and
+                      condition(o, "Registered").get("reason") == "RegistrationFailed" and o,
+                      timeout=60, message="Registered=False/RegistrationFailed")
+    assert "0000deadbeef" in condition(failed, "Registered")["message"]
+    assert "RegistrationFailed" in cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "reason=RegistrationFailed").stdout

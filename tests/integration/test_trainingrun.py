@@ -148,3 +148,43 @@ def test_deleting_a_run_removes_its_job_and_kills_the_mlflow_run(cluster, namesp
              message="Job garbage-collected")
     registry = Registry(services.endpoints["mlflow"])
     assert registry.client.get_run(run_id).info.status == "KILLED"
+
+
+def test_killing_the_operator_mid_run_creates_no_second_job_or_mlflow_run(cluster, services,
+                                                                          tmp_path):
+    import signal
+
+    from support.cluster import create_namespace, start_operator
+
+    namespace = create_namespace(cluster, "tr")
+    env = services.env() | {"FERRY_LEASE_NAME": f"ferry-{namespace}",
+                            "FERRY_LEASE_DURATION_SECONDS": "3", "FERRY_RETRY_PERIOD_SECONDS": "1",
+                            "FERRY_RENEW_DEADLINE_SECONDS": "2"}
+    first = start_operator(cluster, tmp_path, namespace, **env)
+    try:
+        apply(cluster, training_run(namespace, "steady", mlflow={"experiment": f"kill-{namespace}"},
+                                    command=["python", "-c", "import time; time.sleep(300)"]))
+        running = wait_for(lambda: run_phase(cluster, namespace, "steady", "Running"),
+                           timeout=90, message="Running")
+        first.stop(signal.SIGKILL)
+        # Forget what the operator wrote, as if it died before its status patch landed.
+        cluster.kubectl("patch", "trainingrun.ferry.dev", "steady", "-n", namespace,
+                        "--subresource=status", "--type=merge", "-p",
+                        json.dumps({"status": {"mlflowRunId": None, "phase": None}}))
+        second = start_operator(cluster, tmp_path, namespace, **env)
+        try:
+            again = wait_for(lambda: run_phase(cluster, namespace, "steady", "Running"),
+                             timeout=90, message="Running again under the new operator")
+            assert again["status"]["mlflowRunId"] == running["status"]["mlflowRunId"]
+            jobs = json.loads(cluster.kubectl("get", "jobs", "-n", namespace, "-o",
+                                              "json").stdout)["items"]
+            assert [j["metadata"]["name"] for j in jobs] == ["steady"]
+            registry = Registry(services.endpoints["mlflow"])
+            experiment = registry.client.get_experiment_by_name(f"kill-{namespace}")
+            runs = registry.client.search_runs([experiment.experiment_id])
+            assert len(runs) == 1
+        finally:
+            second.stop()
+    finally:
+        first.stop(signal.SIGKILL)
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
