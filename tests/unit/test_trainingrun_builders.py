@@ -131,3 +131,15 @@ def test_decide_phases_and_metrics():
     failed, _, _ = decide(spec(), {}, 1, Observed(job=job(
         [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}], failed=3)))
     assert failed["phase"] == "Failed" and failed["attempts"] == 3
+
+
+def test_attempts_count_failures_the_job_has_not_counted_yet():
+    # FailureTarget can arrive while the last failed pod is still in uncountedTerminatedPods.
+    target = [{"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded"}]
+    fields, _, _ = decide(spec(), {}, 1, Observed(job=job(
+        target, failed=1, uncountedTerminatedPods={"failed": ["uid-2"]})))
+    assert fields["attempts"] == 2
+    failed_pod = {"status": {"phase": "Failed"}}
+    fields, _, _ = decide(spec(), {}, 1, Observed(job=job(target, failed=1),
+                                                  pods=[failed_pod, failed_pod]))
+    assert fields["attempts"] == 2

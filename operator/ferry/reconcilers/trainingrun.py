@@ -74,6 +74,16 @@ def exit_codes(pods: list[dict]) -> list[int]:
     return codes
 
 
+def failed_attempts(job_status: dict, pods: list[dict]) -> int:
+    """Failed pods so far. The Job controller reports a failure first in
+    ``uncountedTerminatedPods`` (and may set FailureTarget in that same update), so the counter
+    alone can lag behind; the failed pods themselves are still listed."""
+    counted = job_status.get("failed", 0) + len(
+        (job_status.get("uncountedTerminatedPods") or {}).get("failed") or [])
+    listed = sum(1 for pod in pods if pod.get("status", {}).get("phase") == "Failed")
+    return max(counted, listed)
+
+
 def decide(spec: TrainingRunSpec, status: dict, generation: int,
            seen: Observed) -> tuple[dict, list[Event], float | None]:
     conditions = list(status.get("conditions") or [])
@@ -81,7 +91,7 @@ def decide(spec: TrainingRunSpec, status: dict, generation: int,
     phase = job_phase(seen.job)
     running_or_done = 1 if job_status.get("active") or job_status.get("succeeded") else 0
     fields: dict = {"gpus": spec.workers * spec.resources.gpus,
-                    "attempts": job_status.get("failed", 0) + running_or_done}
+                    "attempts": failed_attempts(job_status, seen.pods) + running_or_done}
     if seen.job is not None:
         fields["jobName"] = seen.job["metadata"]["name"]
     for source, target in (("startTime", "startTime"), ("completionTime", "completionTime")):
