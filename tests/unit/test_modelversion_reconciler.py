@@ -90,3 +90,18 @@ def test_steady_state_is_silent():
     first, _ = decide(spec(), {}, 1, Observed(version="1"))
     _, events = decide(spec(), first, 1, Observed(version="1"))
     assert events == []
+
+
+def test_served_then_unserved_is_retired_and_can_serve_again():
+    serving, events = decide(spec(), {}, 1, Observed(version="1", served_by=["InferenceService/api"]))
+    assert serving["phase"] == "Serving" and any(e.reason == "Serving" for e in events)
+    retired, events = decide(spec(), serving, 1, Observed(version="1"))
+    assert retired["phase"] == "Retired" and retired["servedBy"] == []
+    assert [e.reason for e in events] == ["Retired"]
+    assert cond(retired, "Ready")["status"] == "True"  # still approved
+    still, events = decide(spec(), retired, 1, Observed(version="1"))
+    assert still["phase"] == "Retired" and events == []
+    again, _ = decide(spec(), retired, 1, Observed(version="1", served_by=["InferenceService/api"]))
+    assert again["phase"] == "Serving"
+    never_served, _ = decide(spec(), {}, 1, Observed(version="1"))
+    assert never_served["phase"] == "Approved"

@@ -133,8 +133,11 @@ def decide(spec: ModelVersionSpec, status: dict, generation: int,
                                   "ApprovedByHuman" if approved_by_human else "GatesPassed",
                                   message, generation)
     conditions = set_condition(conditions, approved)
-    if seen.served_by:
-        phase = "Serving" if approved["status"] == "True" else phase
+    if approved["status"] == "True":
+        if seen.served_by:
+            phase = "Serving"
+        elif status.get("phase") in ("Serving", "Retired"):
+            phase = "Retired"  # was served, no longer is: still approved, may be served again
     fields["servedBy"] = seen.served_by
     ready = approved["status"] == "True"
     conditions = set_condition(conditions, make_condition(
@@ -143,6 +146,9 @@ def decide(spec: ModelVersionSpec, status: dict, generation: int,
     fields["phase"] = phase
 
     events = []
+    if phase != status.get("phase") and phase in ("Serving", "Retired"):
+        events.append(Event("Normal", phase, f"Served by {', '.join(seen.served_by)}."
+                            if seen.served_by else "No InferenceService serves it any more."))
     for type_ in ("GatesPassed", "Approved"):
         changed = transitioned(status.get("conditions"), conditions, type_)
         if changed is not None and changed["status"] != "Unknown":
