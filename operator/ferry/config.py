@@ -32,6 +32,8 @@ class OperatorConfig(BaseModel):
     s3_endpoint: str | None = Field(None, description="S3 endpoint for Ferry and its pods.")
     s3_bucket: str = "ferry"
     mlflow_uri: str | None = Field(None, description="MLflow tracking and registry server.")
+    prometheus_url: str | None = Field(
+        None, description="Prometheus HTTP API for rollout analysis (InferenceService).")
     features_prefix: str = "features"
     kube_workers: int = 8
     mlflow_workers: int = 4

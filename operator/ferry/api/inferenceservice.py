@@ -51,6 +51,10 @@ class Autoscaling(ApiModel):
 
 
 class Query(ApiModel):
+    """Custom PromQL; the first sample of the result is compared with ``threshold`` (pass when
+    ``value op threshold`` holds). Placeholders: ``$namespace``, ``$service``, ``$model``,
+    ``$version`` (the candidate's MLflow version), ``$stableVersion`` and ``$interval``."""
+
     name: Annotated[str, Field(min_length=1, max_length=63)]
     query: Annotated[str, Field(min_length=1, max_length=4096)]
     op: Literal[">", ">=", "<", "<="]
@@ -63,6 +67,12 @@ class PredictionDrift(ApiModel):
 
 
 class Analysis(ApiModel):
+    """Prometheus checks of the candidate, measured every ``interval`` over the last ``interval``.
+
+    A step completes only after a passing measurement taken at that step; more than
+    ``failureLimit`` failed measurements roll back; no data or no Prometheus is Inconclusive,
+    which holds the rollout (never promotes) until a measurement is conclusive again."""
+
     interval: Duration = "30s"
     templates: Annotated[list[Literal["errorRate", "latencyP99"]], Field(max_length=8)] = [
         "errorRate", "latencyP99"]
@@ -93,6 +103,9 @@ class Canary(ApiModel):
 
 
 class BlueGreen(ApiModel):
+    """Preview Deployment + ``<name>-preview`` Service; the active Service's selector switches in
+    one update; the old colour stays scaled for ``scaleDownDelaySeconds`` (instant rollback)."""
+
     preview_replicas: Annotated[int, Field(ge=1, le=1000)] | None = None
     auto_promote: bool = False
     analysis: Analysis | None = None
@@ -100,8 +113,14 @@ class BlueGreen(ApiModel):
 
 
 class Shadow(ApiModel):
+    """The candidate gets a mirrored share of requests and never answers clients. After
+    ``duration`` with passing analysis it is promoted (``autoPromote``) or waits for
+    ``ferry promote``."""
+
     mirror_percent: Percent = 100
     analysis: Analysis | None = None
+    duration: Duration = "10m"
+    auto_promote: bool = False
 
 
 class Strategy(ApiModel):
@@ -137,11 +156,34 @@ class OnDrift(ApiModel):
     retrain: Retrain | None = None
 
 
+DriftMethod = Literal["ks", "wasserstein", "psi", "chiSquare", "jensenShannon"]
+ColumnName = Annotated[str, Field(min_length=1, max_length=253)]
+
+
 class DriftMonitor(ApiModel):
+    """A scheduled comparison of the prediction log of the last ``window`` with the reference.
+
+    Per column the method defaults to Evidently's rule (reference <= 1000 rows: ``ks`` /
+    ``chiSquare`` at p < 0.05; above: ``wasserstein`` normalised by the reference std /
+    ``jensenShannon`` at 0.1); ``methods`` and ``thresholds`` override it per column, key ``*``
+    for every column. The same object (as JSON) configures ``ferry drift compare --config``."""
+
     schedule: Annotated[str, Field(max_length=128)] = "0 * * * *"
     window: Duration = "1h"
-    features: Annotated[list[Annotated[str, Field(max_length=253)]], Field(max_length=256)] = []
-    thresholds: dict[str, float] = {}
+    features: Annotated[list[ColumnName], Field(max_length=256)] = Field(
+        [], description="Columns to monitor; default: every reference column except `exclude`, "
+                        "prediction* and ferry_* columns.")
+    exclude: Annotated[list[ColumnName], Field(max_length=256)] = Field(
+        [], description="Reference columns never monitored (labels, ids).")
+    methods: dict[str, DriftMethod] = {}
+    thresholds: dict[str, float] = Field(
+        {}, description="p-value (ks, chiSquare) or distance (wasserstein, psi, jensenShannon).")
+    drift_share: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.5, description="The dataset drifts when this share of monitored columns drifts.")
+    min_rows: Annotated[int, Field(ge=1)] = Field(
+        100, description="Fewer rows in the window or the reference: Inconclusive, never drift.")
+    null_rate_change: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.1, description="A column whose share of nulls moves by more than this drifts.")
     reference: Annotated[str, Field(max_length=1024)] | None = Field(
         None, description="Default: the training snapshot in the ModelVersion's lineage.")
     on_drift: OnDrift | None = None
@@ -152,7 +194,20 @@ class Monitoring(ApiModel):
 
 
 class Traffic(ApiModel):
-    gateway_ref: GatewayRef | None = None
+    gateway_ref: GatewayRef | None = Field(
+        None, description="Split and mirror with a Gateway API HTTPRoute instead of replica ratio.")
+
+
+class RolloutControl(ApiModel):
+    """Manual control as spec fields, so Git can drive it as well as ``ferry promote|abort|
+    pause|resume``. ``promote``/``abort`` name the candidate ModelVersion they act on, so a
+    stale value never affects a later rollout."""
+
+    paused: bool = Field(False, description="Hold the rollout at its current step.")
+    promote: Name | None = Field(
+        None, description="Promote this candidate now, skipping remaining steps and analysis.")
+    abort: Name | None = Field(
+        None, description="Roll this candidate back and keep the stable version.")
 
 
 class InferenceServiceSpec(ApiModel):
@@ -162,6 +217,7 @@ class InferenceServiceSpec(ApiModel):
     autoscaling: Autoscaling | None = None
     strategy: Strategy = Strategy()
     traffic: Traffic = Traffic()
+    rollout: RolloutControl = RolloutControl()
     prediction_logging: PredictionLogging | None = None
     monitoring: Monitoring = Monitoring()
     min_available: Annotated[int, Field(ge=0)] | None = Field(None, description="PodDisruptionBudget.")
@@ -174,17 +230,81 @@ class AnalysisResult(StatusModel):
     name: str
     value: float | None = None
     threshold: float | None = None
+    op: str | None = None
     verdict: Literal["Passed", "Failed", "Inconclusive"]
     time: str | None = None
+    version: str | None = None
+    message: str | None = None
+
+
+class ServedModel(StatusModel):
+    """One ModelVersion as served: what its Deployment is built from."""
+
+    model_version: str
+    mlflow_version: str | None = None
+    model_name: str | None = None
+    uri: str | None = None
+
+
+class RolledBack(StatusModel):
+    model_version: str
+    model: ServedModel | None = None
+    reason: str
+    message: str = ""
+    at: str | None = None
+
+
+class RolloutState(StatusModel):
+    """Everything needed to continue a rollout after an operator restart."""
+
+    strategy: str | None = None
+    stable: ServedModel | None = None
+    candidate: ServedModel | None = None
+    previous: ServedModel | None = None
+    step: int | None = None
+    step_started_at: str | None = None
+    step_ready_at: str | None = None
+    weight: int | None = None
+    promoting: bool = False
+    analysis_failures: int = 0
+    last_analysis_at: str | None = None
+    last_verdict: str | None = None
+    promoted_at: str | None = None
+    post_promotion_until: str | None = None
+    scale_down_at: str | None = None
+    champion: str | None = Field(None, description="model/version we set the champion alias to")
+    challenger: str | None = None
+    rolled_back: RolledBack | None = None
 
 
 class DriftSummary(StatusModel):
+    """Written by the drift monitor's pod (its own ServiceAccount may patch only this status)."""
+
     time: str | None = None
     window: str | None = None
     verdict: Literal["Drifted", "NoDrift", "Inconclusive"] | None = None
     drifted_features: dict[str, float] = {}
+    drift_share: float | None = None
+    features_checked: int | None = None
+    rows: int | None = None
+    reference_rows: int | None = None
+    reference_uri: str | None = None
+    run_id: str | None = None
+    message: str | None = None
     report_uri: str | None = None
     html_report_uri: str | None = None
+
+
+class RetrainRecord(StatusModel):
+    """What the retraining trigger decided about the newest drift report (see reconcilers/retrain)."""
+
+    report_uri: str | None = Field(None, description="The drift report last acted on.")
+    decision: Literal["Triggered", "Cooldown", "MaxConcurrent", "InvalidTemplate"] | None = None
+    message: str | None = None
+    count: int = Field(0, description="Retraining runs created so far (names <name>-retrain-<n>).")
+    last_run: str | None = None
+    last_trigger_time: str | None = None
+    drifted_features: dict[str, float] = {}
 
 
 class InferenceServiceStatus(FerryStatus):
@@ -196,4 +316,7 @@ class InferenceServiceStatus(FerryStatus):
     current_step: int | None = None
     canary_weight: int | None = None
     analysis: Annotated[list[AnalysisResult], Field(max_length=64)] = []
+    message: str | None = None
+    rollout: RolloutState | None = None
     drift: DriftSummary | None = None
+    retrain: RetrainRecord | None = None
