@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps controlplane test unit integration crds crds-check demo down status bench lint
+.PHONY: help setup system-deps controlplane helm test unit integration crds crds-check demo down status bench lint
 
 help:
 	@echo "make demo   - local control plane + services + operator + examples"
@@ -21,7 +21,7 @@ $(INSTALLED): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-setup: $(INSTALLED) system-deps controlplane
+setup: $(INSTALLED) system-deps controlplane helm
 
 system-deps: $(INSTALLED)
 	$(BIN)/python -m ferry.dev.services --ensure-packages
@@ -29,13 +29,17 @@ system-deps: $(INSTALLED)
 controlplane: $(INSTALLED)
 	$(BIN)/python -c 'from ferry.dev.controlplane import ensure_binaries; print(ensure_binaries())'
 
+# Helm, built from its Go module into ~/.cache/ferry/bin/helm-<HELM_VERSION>/ (pins.env).
+helm: $(INSTALLED)
+	$(BIN)/python -m ferry.dev.tools
+
 crds: $(INSTALLED)
 	$(BIN)/ferry crds --dir crds
 
 crds-check: $(INSTALLED)
 	$(BIN)/ferry crds --check --dir crds
 
-unit: $(INSTALLED)
+unit: $(INSTALLED) helm
 	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
 
 integration: setup

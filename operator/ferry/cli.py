@@ -22,20 +22,25 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _crds(args: argparse.Namespace) -> int:
+    """The CRDs, plus (in a checkout) the chart's copy, RBAC, Argo CD snippet and field reference."""
+    from ferry import packaging
     from ferry.api.crdgen import check_crds, write_crds
 
+    derived = packaging.applies_to(args.root)
     if args.check:
-        problems = check_crds(args.dir)
+        problems = check_crds(args.dir) + (packaging.check(args.root) if derived else [])
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
-            print(f"CRDs in {args.dir} are stale: run `ferry crds` and commit the result",
-                  file=sys.stderr)
+            print(f"CRDs in {args.dir} or files derived from the code are stale: run `ferry crds` "
+                  "and commit the result", file=sys.stderr)
             return 1
-        print(f"CRDs in {args.dir} are up to date")
+        print(f"CRDs in {args.dir} are up to date" + (" (and the derived files)" if derived else ""))
         return 0
     write_crds(args.dir)
-    print(f"wrote CRDs to {args.dir}")
+    if derived:
+        packaging.write(args.root)
+    print(f"wrote CRDs to {args.dir}" + (" and the derived files" if derived else ""))
     return 0
 
 
@@ -86,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     crds = commands.add_parser("crds", help="generate the CRDs from the API models")
     crds.add_argument("--dir", type=Path, default=Path("crds"))
     crds.add_argument("--check", action="store_true", help="exit 1 when the files are stale")
+    crds.add_argument("--root", type=Path, default=Path("."),
+                      help="checkout whose chart, manifests and docs get the derived files")
     crds.set_defaults(func=_crds)
 
     dev = commands.add_parser("dev", help="the local control plane, runner and services")

@@ -1,0 +1,112 @@
+"""The Kubernetes permissions the operator uses: one declared list, the source of the chart's and the
+kustomize base's RBAC (``ferry crds`` writes both, ``--check`` fails when they are stale).
+
+Every rule names the code that needs it. ``tests/unit/test_chart_rbac.py`` scans the operator's API
+call sites (the Kubernetes adapter's ``get/list/delete/apply/patch_status`` calls and the kinds the
+builders emit) plus kopf's and the leader election's needs, and fails when this list grants more or
+less than that; the Helm integration test then runs the operator under exactly these rules.
+
+Three scopes:
+
+- workload rules: in the watched namespaces. A ClusterRole when the operator watches every
+  namespace; a Role per watched namespace in namespaced mode.
+- cluster rules: cluster-scoped reads kopf makes in every mode (CRD discovery, so CRDs installed
+  after the operator are noticed). Namespace discovery is added in namespaced mode only: kopf
+  lists/watches namespaces to resolve globs such as ``team-*``.
+- leader rules: the election Lease, in the operator's own namespace only.
+
+Server-side apply needs ``patch`` and, when it creates the object, ``create``. Where the operator
+creates Roles for its own pods (drift monitors patch ``inferenceservices/status``), RBAC lets it
+grant only what it holds itself; it holds that permission, so no ``bind``/``escalate`` is granted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ferry.api import GROUP, KINDS
+
+APPLY = ("create", "patch")
+
+
+@dataclass(frozen=True)
+class Rule:
+    api_group: str
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+    why: str
+    resource_names: tuple[str, ...] = ()
+
+    def as_manifest(self) -> dict:
+        rule = {"apiGroups": [self.api_group], "resources": list(self.resources)}
+        if self.resource_names:
+            rule["resourceNames"] = list(self.resource_names)
+        rule["verbs"] = list(self.verbs)
+        return rule
+
+
+FERRY_PLURALS = tuple(sorted(info.plural for info in KINDS.values()))
+
+WORKLOAD_RULES: tuple[Rule, ...] = (
+    Rule(GROUP, FERRY_PLURALS, ("get", "list", "watch", "patch"),
+         "kopf watches every kind and patches its finalizer/annotations; reconcilers read related "
+         "objects (adapters.kube get/list)"),
+    Rule(GROUP, ("modelversions", "trainingruns"), ("create",),
+         "TrainingRun applies its sweep trials (child TrainingRuns) and its registered ModelVersion"),
+    Rule(GROUP, tuple(f"{plural}/status" for plural in FERRY_PLURALS), ("patch",),
+         "adapters.kube.patch_status: one status patch per reconcile"),
+    Rule("batch", ("jobs",), ("list", "watch", *APPLY),
+         "FeaturePipeline/TrainingRun Jobs: applied, listed back, watched as children"),
+    Rule("batch", ("cronjobs",), ("list", "watch", *APPLY, "delete"),
+         "scheduled FeaturePipelines: applied, deleted when the schedule is removed, watched"),
+    Rule("apps", ("deployments",), ("list", "watch", *APPLY, "delete"),
+         "InferenceService Deployments (one per served version; retired ones deleted), watched"),
+    Rule("autoscaling", ("horizontalpodautoscalers",), APPLY, "InferenceService autoscaling"),
+    Rule("policy", ("poddisruptionbudgets",), APPLY, "InferenceService disruption budget"),
+    Rule("gateway.networking.k8s.io", ("httproutes",), APPLY,
+         "InferenceService traffic split (canary weights) through the Gateway API"),
+    Rule("", ("pods",), ("list",), "TrainingRun reads its workers' pods for scheduling/OOM reasons"),
+    Rule("", ("configmaps",), APPLY, "TrainingRun parameters ConfigMap"),
+    Rule("", ("services",), ("list", *APPLY, "delete"),
+         "TrainingRun worker Service; InferenceService Services per version (retired ones deleted)"),
+    Rule("", ("events",), ("create",), "kopf.event: Events on every transition"),
+)
+
+CLUSTER_RULES: tuple[Rule, ...] = (
+    Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch"),
+         "kopf resource discovery notices CRDs installed or changed after start"),
+)
+
+NAMESPACE_DISCOVERY_RULES: tuple[Rule, ...] = (
+    Rule("", ("namespaces",), ("list", "watch"),
+         "namespaced mode: kopf resolves namespace globs and notices new namespaces"),
+)
+
+
+def leader_rules(lease_name: str = "ferry-operator") -> tuple[Rule, ...]:
+    """The Lease is read and renewed by name; creating cannot be limited by name in RBAC."""
+    return (
+        Rule("coordination.k8s.io", ("leases",), ("get", "update"),
+             "leader.LeaderElector reads and renews its Lease", (lease_name,)),
+        Rule("coordination.k8s.io", ("leases",), ("create",),
+             "leader.LeaderElector creates the Lease on first start"),
+    )
+
+
+def manifest_rules(rules: tuple[Rule, ...]) -> list[dict]:
+    return [rule.as_manifest() for rule in rules]
+
+
+def granted(rules: tuple[Rule, ...]) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) triples the rules grant, ignoring resourceNames."""
+    return {(r.api_group, resource, verb) for r in rules for resource in r.resources for verb in r.verbs}
+
+
+def chart_rules_file() -> dict:
+    """The data file the chart's RBAC templates read (``charts/ferry/files/rbac-rules.yaml``)."""
+    return {
+        "workload": manifest_rules(WORKLOAD_RULES),
+        "cluster": manifest_rules(CLUSTER_RULES),
+        "namespaceDiscovery": manifest_rules(NAMESPACE_DISCOVERY_RULES),
+        "leader": manifest_rules(leader_rules()),
+    }
