@@ -56,6 +56,12 @@ def _features(args: argparse.Namespace) -> int:
     return job.main([args.action])
 
 
+def _drift(args: argparse.Namespace) -> int:
+    from ferry.drift import command
+
+    return command.main(args)
+
+
 def _approve(args: argparse.Namespace) -> int:
     """Record a human approval in the ModelVersion's spec (the Git-reviewable audit trail)."""
     from kubernetes import client, config
@@ -117,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
         "features", help="compute/validate one FeaturePipeline run (inside its Job)")
     features.add_argument("action", choices=["run", "validate"])
     features.set_defaults(func=_features)
+
+    drift = commands.add_parser(
+        "drift", help="compare datasets for drift (exit 0 no drift, 1 drift, 3 inconclusive, "
+                      "4 error); `monitor` is what a drift CronJob's pod runs")
+    drift_actions = drift.add_subparsers(dest="action", required=True)
+    compare = drift_actions.add_parser("compare", help="compare two local/S3 Parquet datasets")
+    compare.add_argument("--reference", required=True, help="file, directory, glob or s3:// URI")
+    compare.add_argument("--current", required=True, help="file, directory, glob or s3:// URI")
+    compare.add_argument("--config", help="JSON file shaped like spec.monitoring.drift")
+    compare.add_argument("--out", help="write drift.json + drift.html to this dir or s3:// prefix")
+    drift_actions.add_parser("monitor", help="one scheduled run, configured by FERRY_* env")
+    drift.set_defaults(func=_drift)
     return parser
 
 

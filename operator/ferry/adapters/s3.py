@@ -37,6 +37,11 @@ class ObjectStore:
         bucket, key = split(uri)
         self.client.put_object(Bucket=bucket, Key=key, Body=data)
 
+    def download(self, uri: str, path) -> None:
+        """Stream an object into a local file (bounded memory whatever its size)."""
+        bucket, key = split(uri)
+        self.client.download_file(bucket, key, str(path))
+
     def get_json(self, uri: str) -> dict | None:
         data = self.get_bytes(uri)
         return None if data is None else json.loads(data)

@@ -1,0 +1,1 @@
+"""Drift detection: exact statistics, bounded-memory Parquet reading, reports, `ferry drift`."""
