@@ -80,6 +80,22 @@ def _approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """Ferry's model server; flags win over the FERRY_* environment (see ferry.serving.config)."""
+    from ferry.observability.logging import configure
+    from ferry.serving.config import ConfigError, ServeConfig
+    from ferry.serving.server import run
+
+    try:
+        config = ServeConfig.from_env(model_uri=args.model_uri, host=args.host, port=args.port,
+                                      model_name=args.model_name, model_version=args.model_version)
+    except ConfigError as error:
+        print(f"ferry serve: {error}", file=sys.stderr)
+        return 2
+    configure(args.log_level or "INFO", args.log_format or "json")
+    return run(config)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferry", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
         "features", help="compute/validate one FeaturePipeline run (inside its Job)")
     features.add_argument("action", choices=["run", "validate"])
     features.set_defaults(func=_features)
+
+    serve = commands.add_parser("serve", help="serve an MLflow model (MLflow + Open Inference v2)")
+    serve.add_argument("--model-uri", help="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/ID/PATH, "
+                       "s3://... or a path (env FERRY_MODEL_URI)")
+    serve.add_argument("--host", help="address to bind (env POD_IP, default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port (env FERRY_PORT, default 8080)")
+    serve.add_argument("--model-name", help="name in metrics, logs and /v2 (env FERRY_MODEL_NAME)")
+    serve.add_argument("--model-version", help="version label (env FERRY_MODEL_VERSION)")
+    serve.add_argument("--log-format", choices=["json", "text"])
+    serve.add_argument("--log-level")
+    serve.set_defaults(func=_serve)
 
     drift = commands.add_parser(
         "drift", help="compare datasets for drift (exit 0 no drift, 1 drift, 3 inconclusive, "

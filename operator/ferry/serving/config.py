@@ -1,0 +1,142 @@
+"""Settings of ``ferry serve``: command-line flags win over environment variables.
+
+The environment names are the contract with the InferenceService controller, which sets them on
+the serving Deployment; see ``ServeConfig.from_env``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+DEFAULT_BUCKETS = tuple(round(i * 0.05, 2) for i in range(21))
+
+
+class ConfigError(ValueError):
+    """A setting has a value the server cannot use; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    model_uri: str
+    model_name: str
+    model_version: str
+    host: str = "0.0.0.0"
+    port: int = 8080
+    prediction_log_uri: str | None = None
+    prediction_sample_rate: float = 0.1
+    prediction_log_batch_rows: int = 1000
+    prediction_log_flush_seconds: float = 10.0
+    prediction_log_max_rows: int = 100_000
+    prediction_buckets: tuple[float, ...] = DEFAULT_BUCKETS
+    mirror_url: str | None = None
+    mirror_percent: float = 0.0
+    mirror_queue_size: int = 1000
+    max_batch_rows: int = 4096
+    shutdown_timeout_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **flags) -> ServeConfig:
+        """Build from ``env`` (default ``os.environ``); keyword ``flags`` that are not None win.
+
+        Variables: FERRY_MODEL_URI (required), POD_IP, FERRY_PORT, FERRY_MODEL_NAME,
+        FERRY_MODEL_VERSION, FERRY_PREDICTION_LOG_URI, FERRY_PREDICTION_SAMPLE_RATE,
+        FERRY_PREDICTION_LOG_BATCH_ROWS, FERRY_PREDICTION_LOG_FLUSH_SECONDS,
+        FERRY_PREDICTION_LOG_MAX_ROWS, FERRY_PREDICTION_BUCKETS, FERRY_MIRROR_URL,
+        FERRY_MIRROR_PERCENT, FERRY_MIRROR_QUEUE_SIZE, FERRY_MAX_BATCH_ROWS,
+        FERRY_SHUTDOWN_TIMEOUT_SECONDS.
+        """
+        env = os.environ if env is None else env
+
+        def pick(flag: str, var: str, default=None):
+            value = flags.get(flag)
+            if value is not None:
+                return value
+            raw = env.get(var, "")
+            return raw if raw.strip() else default
+
+        model_uri = pick("model_uri", "FERRY_MODEL_URI")
+        if not model_uri:
+            raise ConfigError("a model URI is required: --model-uri or FERRY_MODEL_URI")
+        default_name, default_version = names_from_uri(model_uri)
+        log_uri = env.get("FERRY_PREDICTION_LOG_URI", "").strip()
+        if log_uri and not log_uri.startswith("s3://"):
+            raise ConfigError(f"FERRY_PREDICTION_LOG_URI must be an s3:// URI, got {log_uri!r}")
+        mirror_url = env.get("FERRY_MIRROR_URL", "").strip()
+        if mirror_url and urlparse(mirror_url).scheme not in ("http", "https"):
+            raise ConfigError(f"FERRY_MIRROR_URL must be http://host:port, got {mirror_url!r}")
+        return cls(
+            model_uri=model_uri,
+            model_name=pick("model_name", "FERRY_MODEL_NAME", default_name),
+            model_version=str(pick("model_version", "FERRY_MODEL_VERSION", default_version)),
+            host=pick("host", "POD_IP", "0.0.0.0"),
+            port=_number(pick("port", "FERRY_PORT", 8080), "FERRY_PORT", int, 0, 65535),
+            prediction_log_uri=log_uri.rstrip("/") if log_uri else None,
+            prediction_sample_rate=_number(env.get("FERRY_PREDICTION_SAMPLE_RATE") or 0.1,
+                                           "FERRY_PREDICTION_SAMPLE_RATE", float, 0, 1),
+            prediction_log_batch_rows=_number(env.get("FERRY_PREDICTION_LOG_BATCH_ROWS") or 1000,
+                                              "FERRY_PREDICTION_LOG_BATCH_ROWS", int, 1, None),
+            prediction_log_flush_seconds=_number(
+                env.get("FERRY_PREDICTION_LOG_FLUSH_SECONDS") or 10,
+                "FERRY_PREDICTION_LOG_FLUSH_SECONDS", float, 0.01, None),
+            prediction_log_max_rows=_number(env.get("FERRY_PREDICTION_LOG_MAX_ROWS") or 100_000,
+                                            "FERRY_PREDICTION_LOG_MAX_ROWS", int, 1, None),
+            prediction_buckets=parse_buckets(env.get("FERRY_PREDICTION_BUCKETS", "")),
+            mirror_url=mirror_url.rstrip("/") if mirror_url else None,
+            mirror_percent=_number(env.get("FERRY_MIRROR_PERCENT") or 0,
+                                   "FERRY_MIRROR_PERCENT", float, 0, 100),
+            mirror_queue_size=_number(env.get("FERRY_MIRROR_QUEUE_SIZE") or 1000,
+                                      "FERRY_MIRROR_QUEUE_SIZE", int, 1, None),
+            max_batch_rows=_number(env.get("FERRY_MAX_BATCH_ROWS") or 4096,
+                                   "FERRY_MAX_BATCH_ROWS", int, 1, None),
+            shutdown_timeout_seconds=_number(env.get("FERRY_SHUTDOWN_TIMEOUT_SECONDS") or 30,
+                                             "FERRY_SHUTDOWN_TIMEOUT_SECONDS", float, 0, None),
+        )
+
+
+def names_from_uri(uri: str) -> tuple[str, str]:
+    """Default (model name, version label) from a model URI.
+
+    ``models:/fraud/3`` → (fraud, 3); ``models:/fraud@champion`` → (fraud, champion): the alias is
+    the label unless FERRY_MODEL_VERSION names the number (the InferenceService controller does);
+    ``runs:/<id>/model`` → (model, <id>); an s3:// or local path → (last path part, "unversioned").
+    """
+    if uri.startswith("models:/"):
+        rest = uri[len("models:/"):].strip("/")
+        if "@" in rest:
+            name, _, alias = rest.partition("@")
+            return name, alias
+        name, _, version = rest.rpartition("/")
+        return (name, version) if name else (version, "latest")
+    if uri.startswith("runs:/"):
+        run_id, _, path = uri[len("runs:/"):].strip("/").partition("/")
+        return (path.rstrip("/").rsplit("/", 1)[-1] or "model"), run_id
+    path = urlparse(uri).path if "://" in uri else uri
+    return (path.rstrip("/").rsplit("/", 1)[-1] or "model"), "unversioned"
+
+
+def parse_buckets(raw: str) -> tuple[float, ...]:
+    """Histogram upper bounds from a comma list (sorted, de-duplicated); empty → the default."""
+    if not raw.strip():
+        return DEFAULT_BUCKETS
+    try:
+        values = sorted({float(part) for part in raw.split(",") if part.strip()})
+    except ValueError as error:
+        raise ConfigError(f"FERRY_PREDICTION_BUCKETS must be a comma list of numbers: {error}") from None
+    if not values:
+        raise ConfigError("FERRY_PREDICTION_BUCKETS names no bucket")
+    return tuple(values)
+
+
+def _number(value, name: str, kind, low, high):
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a{'n integer' if kind is int else ' number'}, "
+                          f"got {value!r}") from None
+    if (low is not None and number < low) or (high is not None and number > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{name} must be {bounds}, got {value!r}")
+    return number

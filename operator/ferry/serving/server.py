@@ -1,0 +1,321 @@
+"""The HTTP shell of ``ferry serve`` (aiohttp): routes, lifecycle, graceful shutdown.
+
+Why this shape: aiohttp's C HTTP parser and one event loop keep per-request overhead far below a
+thread-per-request stack; parsing is orjson + numpy; ``predict`` runs in one worker thread fed by
+the ``Batcher``, so the loop stays responsive and concurrent requests share predict calls.
+
+Lifecycle: the port opens first and the model loads in the background, so liveness answers at once
+and readiness (``/ping``, ``/health``, ``/v2/health/ready``) turns 200 only once the model is loaded;
+a load failure exits 1. SIGTERM/SIGINT: readiness turns 503, the listener closes, in-flight
+requests finish (up to FERRY_SHUTDOWN_TIMEOUT_SECONDS), queued mirror requests get a moment to go
+out, the prediction log is flushed, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ferry.serving import model as model_loader
+from ferry.serving.batching import Batcher
+from ferry.serving.config import ServeConfig
+from ferry.serving.metrics import ServeMetrics
+from ferry.serving.mirror import Mirror
+from ferry.serving.outputs import dumps, first_numeric, invocations_json, v2_outputs
+from ferry.serving.payload import PayloadError, parse_invocations, parse_v2_infer
+from ferry.serving.predlog import PredictionLog
+
+log = logging.getLogger("ferry.serve")
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+class ModelInputError(ValueError):
+    """The input parsed but does not fit the model's signature (answered 400)."""
+
+
+def classify(error: BaseException) -> tuple[int, str]:
+    """HTTP status and message for an exception raised by ``predict``.
+
+    MLflow raises ``MlflowException`` with INVALID_PARAMETER_VALUE/BAD_REQUEST when the input does
+    not match the signature (missing column, wrong type): that is the client's fault → 400.
+    Anything else is the model's failure → 500.
+    """
+    code = getattr(error, "error_code", None)
+    if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST") or isinstance(error, ModelInputError):
+        return 400, f"the input does not match the model's signature: {getattr(error, 'message', error)}"
+    return 500, f"the model failed: {type(error).__name__}: {error}"
+
+
+class Server:
+    """State shared by the handlers; built from a ``ServeConfig``."""
+
+    def __init__(self, config: ServeConfig, loader=model_loader.load) -> None:
+        self.config = config
+        self.loader = loader
+        self.metrics = ServeMetrics(config.model_name, config.model_version, config.prediction_buckets)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self.model: model_loader.LoadedModel | None = None
+        self.batcher: Batcher | None = None
+        self.draining = False
+        self.load_error: BaseException | None = None
+        self.prediction_log = None
+        if config.prediction_log_uri:
+            self.prediction_log = PredictionLog(
+                config.prediction_log_uri, config.model_version, socket.gethostname(),
+                sample_rate=config.prediction_sample_rate,
+                batch_rows=config.prediction_log_batch_rows,
+                flush_seconds=config.prediction_log_flush_seconds,
+                max_rows=config.prediction_log_max_rows,
+                on_written=self.metrics.log_rows.inc, on_dropped=self.metrics.log_dropped.inc,
+                store=None)
+        self.mirror = None
+        if config.mirror_url and config.mirror_percent > 0:
+            self.mirror = Mirror(config.mirror_url, config.mirror_percent, config.mirror_queue_size,
+                                 self.metrics.mirrored)
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None and not self.draining
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        try:
+            loaded = await loop.run_in_executor(self.executor, self.loader, self.config.model_uri)
+        except Exception as error:  # noqa: BLE001 - reported, then the process exits 1
+            self.load_error = error
+            log.error("could not load model %s: %s", self.config.model_uri, error)
+            raise
+        self.batcher = Batcher(loaded.predict, self.executor, self.config.max_batch_rows,
+                               on_batch=self.metrics.batch_rows.observe)
+        self.batcher.start()
+        self.model = loaded
+        log.info("model %s version %s loaded from %s in %.1fs", self.config.model_name,
+                 self.config.model_version, self.config.model_uri, time.monotonic() - started)
+
+    def start_background(self) -> None:
+        if self.prediction_log:
+            self.prediction_log.start()
+        if self.mirror:
+            self.mirror.start()
+
+    async def stop_background(self) -> None:
+        if self.batcher:
+            await self.batcher.stop()
+        if self.mirror:
+            await self.mirror.stop()
+        if self.prediction_log:
+            await asyncio.get_running_loop().run_in_executor(None, self.prediction_log.close)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    async def invocations(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.mirror:
+            self.mirror.offer(request.path, body, request.headers.get("Content-Type"))
+        if not self.ready:
+            return _error_json(503, "the model is not loaded yet")
+        try:
+            frame = parse_invocations(body, request.headers.get("Content-Type"), self.model.inputs)
+        except PayloadError as error:
+            return _error_json(400, str(error))
+        output, failure = await self._predict(frame)
+        if failure:
+            return _error_json(*failure)
+        return web.Response(body=invocations_json(output), content_type="application/json")
+
+    async def v2_infer(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.mirror:
+            self.mirror.offer(request.path, body, request.headers.get("Content-Type"))
+        unknown = self._unknown_model(request)
+        if unknown:
+            return unknown
+        if not self.ready:
+            return _v2_error(503, "the model is not loaded yet")
+        try:
+            frame, request_id = parse_v2_infer(body, self.model.inputs)
+        except PayloadError as error:
+            return _v2_error(400, str(error))
+        output, failure = await self._predict(frame)
+        if failure:
+            return _v2_error(*failure)
+        answer = {"model_name": self.config.model_name, "model_version": self.config.model_version,
+                  "outputs": v2_outputs(output)}
+        if request_id is not None:
+            answer["id"] = request_id
+        return web.Response(body=dumps(answer), content_type="application/json")
+
+    async def _predict(self, frame):
+        """(output, None) or (None, (status, message)); feeds the log and the value histogram."""
+        try:
+            output = await self.batcher.predict(frame)
+        except Exception as error:  # noqa: BLE001 - classified into 400/500 for the client
+            status, message = classify(error)
+            if status == 500:
+                log.warning("%s", message)
+            return None, (status, message)
+        values = first_numeric(output)
+        if values is not None:
+            self.metrics.prediction_value.observe_many(values)
+        if self.prediction_log:
+            self.prediction_log.offer(frame, output)
+        return output, None
+
+    def _unknown_model(self, request: web.Request) -> web.Response | None:
+        name = request.match_info.get("name")
+        version = request.match_info.get("version")
+        if name != self.config.model_name:
+            return _v2_error(404, f"model {name!r} is not served here; this server serves "
+                                  f"{self.config.model_name!r}")
+        if version is not None and version != self.config.model_version:
+            return _v2_error(404, f"version {version!r} of {name!r} is not served here; this server "
+                                  f"serves version {self.config.model_version!r}")
+        return None
+
+    async def ping(self, request: web.Request) -> web.Response:
+        if self.ready:
+            return web.Response(text="\n")
+        return web.Response(status=503, text="not ready\n")
+
+    async def version(self, request: web.Request) -> web.Response:
+        from importlib.metadata import version
+
+        return web.json_response({"ferry": version("ferry-operator"), "mlflow": version("mlflow"),
+                                  "model": self.config.model_name,
+                                  "model_version": self.config.model_version})
+
+    async def live(self, request: web.Request) -> web.Response:
+        return web.json_response({"live": True})
+
+    async def v2_ready(self, request: web.Request) -> web.Response:
+        return web.json_response({"ready": self.ready}, status=200 if self.ready else 503)
+
+    async def v2_model_ready(self, request: web.Request) -> web.Response:
+        unknown = self._unknown_model(request)
+        if unknown:
+            return unknown
+        return web.json_response({"name": self.config.model_name, "ready": self.ready},
+                                 status=200 if self.ready else 503)
+
+    async def v2_server(self, request: web.Request) -> web.Response:
+        from importlib.metadata import version
+
+        return web.json_response({"name": "ferry", "version": version("ferry-operator"),
+                                  "extensions": []})
+
+    async def v2_model(self, request: web.Request) -> web.Response:
+        unknown = self._unknown_model(request)
+        if unknown:
+            return unknown
+        if not self.ready:
+            return _v2_error(503, "the model is not loaded yet")
+        return web.json_response({"name": self.config.model_name,
+                                  "versions": [self.config.model_version], "platform": "mlflow",
+                                  "inputs": self.model.signature_inputs,
+                                  "outputs": self.model.signature_outputs})
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(self.metrics.registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    @web.middleware
+    async def observe(self, request: web.Request, handler):
+        """Request count, latency and in-flight gauge, labelled by the route template."""
+        started = time.perf_counter()
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        self.metrics.inflight.inc()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as error:
+            status = error.status
+            raise
+        except Exception:  # noqa: BLE001 - a handler bug is answered 500, never crashes the server
+            log.exception("unexpected error on %s", request.path)
+            return _error_json(500, "internal error")
+        finally:
+            self.metrics.inflight.dec()
+            self.metrics.request(route, status, time.perf_counter() - started)
+
+    def app(self) -> web.Application:
+        application = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self.observe])
+        application.add_routes([
+            web.post("/invocations", self.invocations),
+            web.get("/ping", self.ping),
+            web.get("/health", self.ping),
+            web.get("/version", self.version),
+            web.get("/metrics", self.prometheus),
+            web.get("/v2", self.v2_server),
+            web.get("/v2/health/live", self.live),
+            web.get("/v2/health/ready", self.v2_ready),
+            web.get("/v2/models/{name}", self.v2_model),
+            web.get("/v2/models/{name}/ready", self.v2_model_ready),
+            web.post("/v2/models/{name}/infer", self.v2_infer),
+            web.post("/v2/models/{name}/versions/{version}/infer", self.v2_infer),
+        ])
+        return application
+
+
+def _error_json(status: int, message: str) -> web.Response:
+    code = {400: "BAD_REQUEST", 404: "NOT_FOUND", 503: "UNAVAILABLE"}.get(status, "INTERNAL_ERROR")
+    return web.Response(status=status, body=dumps({"error_code": code, "message": message}),
+                        content_type="application/json")
+
+
+def _v2_error(status: int, message: str) -> web.Response:
+    return web.Response(status=status, body=dumps({"error": message}), content_type="application/json")
+
+
+async def serve(config: ServeConfig, server: Server | None = None) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code."""
+    server = server or Server(config)
+    runner = web.AppRunner(server.app(), handle_signals=False, access_log=None,
+                           shutdown_timeout=config.shutdown_timeout_seconds)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, backlog=2048, reuse_address=True)
+    await site.start()
+    log.info("ferry serve listening on %s:%d for %s", config.host, config.port, config.model_uri)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    server.start_background()
+    loading = loop.create_task(server.load())
+    stopping = loop.create_task(stop.wait())
+    await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    exit_code = 0
+    if loading.done() and loading.exception() is not None:
+        exit_code = 1
+    else:
+        await stopping
+        log.info("shutting down: draining in-flight requests")
+    server.draining = True
+    await runner.cleanup()
+    if not loading.done():
+        loading.cancel()
+    await server.stop_background()
+    log.info("stopped")
+    return exit_code
+
+
+def run(config: ServeConfig) -> int:
+    from prometheus_client import disable_created_metrics
+
+    disable_created_metrics()
+    return asyncio.run(serve(config))
