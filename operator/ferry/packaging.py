@@ -61,9 +61,14 @@ def base_rbac() -> list[dict]:
     ]
 
 
-def namespaced_rbac() -> list[dict]:
-    """The namespaced overlay: discovery cluster-wide, the workload rules per watched namespace."""
-    objects = [_role("ClusterRole", BASE_NAME, rbac.CLUSTER_RULES + rbac.NAMESPACE_DISCOVERY_RULES)]
+def namespaced_cluster_role() -> dict:
+    """The namespaced overlay's patch of the base ClusterRole: discovery only."""
+    return _role("ClusterRole", BASE_NAME, rbac.CLUSTER_RULES + rbac.NAMESPACE_DISCOVERY_RULES)
+
+
+def namespaced_roles() -> list[dict]:
+    """The namespaced overlay: the workload rules as a Role in each watched namespace."""
+    objects = []
     for namespace in NAMESPACED_OVERLAY_NAMESPACES:
         objects += [_role("Role", BASE_NAME, rbac.WORKLOAD_RULES, namespace),
                     _binding("Role", BASE_NAME, namespace)]
@@ -101,8 +106,10 @@ def generated_files(root: Path) -> dict[Path, str]:
         rbac.chart_rules_file(), sort_keys=False, width=100)
     files[Path("manifests/base/rbac.yaml")] = _dump_all(
         base_rbac(), GENERATED.format(source="ferry/rbac.py"))
-    files[Path("manifests/overlays/namespaced/rbac.yaml")] = _dump_all(
-        namespaced_rbac(), GENERATED.format(source="ferry/rbac.py"))
+    files[Path("manifests/overlays/namespaced/clusterrole-patch.yaml")] = _dump_all(
+        [namespaced_cluster_role()], GENERATED.format(source="ferry/rbac.py"))
+    files[Path("manifests/overlays/namespaced/roles.yaml")] = _dump_all(
+        namespaced_roles(), GENERATED.format(source="ferry/rbac.py"))
     files[Path("manifests/argocd/argocd-cm-health.yaml")] = health_snippet(root)
     files[Path("docs/reference.md")] = reference_markdown()
     return files

@@ -13,7 +13,7 @@ Three scopes:
 - cluster rules: cluster-scoped reads kopf makes in every mode (CRD discovery, so CRDs installed
   after the operator are noticed). Namespace discovery is added in namespaced mode only: kopf
   lists/watches namespaces to resolve globs such as ``team-*``.
-- leader rules: the election Lease, in the operator's own namespace only.
+- leader rules: the election Lease (installed with the operator), in its own namespace.
 
 Server-side apply needs ``patch`` and, when it creates the object, ``create``. Where the operator
 creates Roles for its own pods (drift monitors patch ``inferenceservices/status``), RBAC lets it
@@ -69,6 +69,10 @@ WORKLOAD_RULES: tuple[Rule, ...] = (
     Rule("", ("configmaps",), APPLY, "TrainingRun parameters ConfigMap"),
     Rule("", ("services",), ("list", *APPLY, "delete"),
          "TrainingRun worker Service; InferenceService Services per version (retired ones deleted)"),
+    Rule("", ("serviceaccounts",), APPLY, "the drift monitor's own ServiceAccount per InferenceService"),
+    Rule("rbac.authorization.k8s.io", ("roles", "rolebindings"), APPLY,
+         "the drift monitor's Role (patch its InferenceService's status) and its binding; RBAC lets "
+         "the operator grant that only because it holds inferenceservices/status patch itself"),
     Rule("", ("events",), ("create",), "kopf.event: Events on every transition"),
 )
 
@@ -84,12 +88,12 @@ NAMESPACE_DISCOVERY_RULES: tuple[Rule, ...] = (
 
 
 def leader_rules(lease_name: str = "ferry-operator") -> tuple[Rule, ...]:
-    """The Lease is read and renewed by name; creating cannot be limited by name in RBAC."""
+    """Read and renew one named Lease. The chart and the kustomize base create the Lease, so
+    uninstalling removes it and no ``create`` is granted (a standby cannot re-create it while the
+    release is being removed); ``leader.LeaderElector`` creates it only where it may (dev, tests)."""
     return (
         Rule("coordination.k8s.io", ("leases",), ("get", "update"),
              "leader.LeaderElector reads and renews its Lease", (lease_name,)),
-        Rule("coordination.k8s.io", ("leases",), ("create",),
-             "leader.LeaderElector creates the Lease on first start"),
     )
 
 

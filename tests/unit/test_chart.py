@@ -118,6 +118,8 @@ def test_default_environment_matches_operator_defaults():
     assert value["FERRY_LEASE_NAME"] == "ferry"
     assert value["FERRY_METRICS_PORT"] == "8080"
     assert value["FERRY_METRICS_HOST"] == "$(POD_IP)"
+    lease = one(render(), "Lease")  # installed with the release, so uninstall removes it
+    assert lease["metadata"]["name"] == value["FERRY_LEASE_NAME"]
     assert variables["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     config = OperatorConfig.from_env({k: v for k, v in value.items() if v and "$(" not in v})
     assert config.leader_election and config.lease_name == "ferry" and not config.namespaces
@@ -153,6 +155,7 @@ def test_single_replica_has_no_pdb_and_no_lease():
     objects = render(CHART_DIR / "ci" / "single-replica-values.yaml")
     assert not by_kind(objects, "PodDisruptionBudget")
     assert not [r for r in by_kind(objects, "Role") if r["metadata"]["name"].endswith("election")]
+    assert not by_kind(objects, "Lease")
     assert env(objects)["FERRY_LEADER_ELECTION"]["value"] == "false"
 
 

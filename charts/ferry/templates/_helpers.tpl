@@ -58,3 +58,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "ferry.rules" -}}
 {{- .Files.Get "files/rbac-rules.yaml" }}
 {{- end }}
+
+{{/* Annotations on every object (e.g. an Argo CD sync wave), from .Values.commonAnnotations. */}}
+{{- define "ferry.annotations" -}}
+{{- with .Values.commonAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
