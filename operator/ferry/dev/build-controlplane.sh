@@ -13,6 +13,10 @@ export GOTOOLCHAIN=local CGO_ENABLED=0
 command -v go >/dev/null || { echo "go is required (Go >= 1.26)" >&2; exit 1; }
 work="$cache_root/build"
 mkdir -p "$bin" "$work"
+# Concurrent callers (parallel test sessions, the demo) wait for one build instead of racing it.
+exec 9>"$cache_root/.build.lock"
+flock 9
+if [[ -f "$bin/.complete" ]]; then echo "$bin"; exit 0; fi
 start=$(date +%s)
 
 # --- Kubernetes: a consuming module that replaces every staging module with its published version.
