@@ -222,3 +222,36 @@ def test_a_source_run_mlflow_does_not_know_is_reported_not_crashed(cluster, name
     assert "0000deadbeef" in condition(failed, "Registered")["message"]
     assert "RegistrationFailed" in cluster.kubectl(
         "get", "events", "-n", namespace, "--field-selector", "reason=RegistrationFailed").stdout
+
+
+def test_killed_between_registration_and_status_write_registers_once(cluster, services, trained,
+                                                                     tmp_path):
+    """The operator dies right after MLflow created the version, before status recorded it."""
+    namespace = create_namespace(cluster, "crash")
+    env = services.env() | {"FERRY_LEASE_NAME": f"ferry-{namespace}",
+                            "FERRY_LEASE_DURATION_SECONDS": "3", "FERRY_RETRY_PERIOD_SECONDS": "1",
+                            "FERRY_RENEW_DEADLINE_SECONDS": "2"}
+    model = f"crash-{namespace}"
+    doomed = start_operator(cluster, tmp_path, namespace,
+                            FERRY_FAILPOINTS="modelversion.registered", **env)
+    survivor = None
+    try:
+        apply(cluster, model_version(namespace, "fraud-1", model, trained))
+        wait_for(lambda: doomed.process.poll() is not None, timeout=90,
+                 message="operator killed at the failpoint")
+        assert doomed.process.returncode == 137
+        registry = Registry(services.endpoints["mlflow"])
+        assert len(registry.client.search_model_versions(f"name = '{model}'")) == 1
+        assert "mlflowVersion" not in get(cluster, namespace, "fraud-1").get("status", {})
+
+        survivor = start_operator(cluster, tmp_path, namespace, **env)
+        approved = wait_for(lambda: phase_is(cluster, namespace, "fraud-1", "Approved"),
+                            timeout=90, message="Approved after the restart")
+        versions = registry.client.search_model_versions(f"name = '{model}'")
+        assert [v.version for v in versions] == [approved["status"]["mlflowVersion"]] == ["1"]
+        assert versions[0].tags[UID_TAG] == approved["metadata"]["uid"]
+    finally:
+        if survivor:
+            survivor.stop()
+        doomed.stop()
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

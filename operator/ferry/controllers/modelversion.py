@@ -16,6 +16,7 @@ from ferry.adapters.mlflow import CHAMPION, Registry, RegistryRejected, Registry
 from ferry.api import GROUP, KINDS, VERSION
 from ferry.api.modelversion import ModelVersionSpec
 from ferry.controllers._worker import Context, register
+from ferry.failpoints import failpoint
 from ferry.reconcilers.accept import accept
 from ferry.reconcilers.modelversion import Observed, decide
 from ferry.reconcilers.outcome import Event, Outcome
@@ -57,7 +58,8 @@ async def resolve_source(ctx: Context, spec: ModelVersionSpec, namespace: str) -
         return {}
     artifact = ((run["spec"].get("register") or {}).get("artifactPath")) or "model"
     return {"source": f"runs:/{run_id}/{artifact}", "runId": run_id,
-            "trainingRun": spec.training_run_ref, "image": run["spec"].get("image")}
+            "trainingRun": spec.training_run_ref, "image": run["spec"].get("image"),
+            "dataUri": run["status"].get("featuresUri")}  # the exact features it trained on
 
 
 def lineage_tags(lineage: dict) -> dict[str, str]:
@@ -88,7 +90,8 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
         if spec.features else None
     if pipeline:
         lineage["featureVersion"] = pipeline["spec"].get("version")
-        lineage["dataUri"] = (pipeline.get("status") or {}).get("latestOutputUri")
+        lineage["dataUri"] = origin.get("dataUri") or \
+            (pipeline.get("status") or {}).get("latestOutputUri")
     features_ready = None
     feature_columns = None
     if pipeline:
@@ -103,6 +106,7 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
         version = await run("mlflow", mlflow.register, spec.model_name, uid, origin["source"],
                             origin.get("runId"), spec.description,
                             {**spec.tags, **lineage_tags(lineage)})
+        failpoint("modelversion.registered")
         facts = await run("mlflow", mlflow.run, origin["runId"]) if origin.get("runId") else None
         champion = await run("mlflow", mlflow.version_by_alias, spec.model_name, CHAMPION)
         champion_metrics = {}
