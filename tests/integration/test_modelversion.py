@@ -50,6 +50,21 @@ def trained(services):
                 os.environ[key] = value
 
 
+@pytest.fixture(scope="module")
+def trained_by_example(services, tmp_path_factory):
+    """A run of the example trainer, from the command line, against the real MLflow and S3."""
+    folder = tmp_path_factory.mktemp("example")
+    env = os.environ | services.env()
+    subprocess.run([sys.executable, "-m", "ferry.examples.data", "--rows", "1500",
+                    "--out", str(folder / "features.parquet")], env=env, check=True)
+    trained = subprocess.run(
+        [sys.executable, "-m", "ferry.examples.trainer", "--features",
+         str(folder / "features.parquet"), "--epochs", "2", "--experiment", "modelversion-example",
+         "--tracking-uri", services.endpoints["mlflow"]],
+        env=env, check=True, capture_output=True, text=True)
+    return trained.stdout.split("mlflow run ", 1)[1].split(":", 1)[0]
+
+
 def model_version(namespace, name, model, run_id, **spec):
     return {"apiVersion": "ferry.dev/v1alpha1", "kind": "ModelVersion",
             "metadata": {"name": name, "namespace": namespace},
@@ -224,9 +239,10 @@ def test_a_source_run_mlflow_does_not_know_is_reported_not_crashed(cluster, name
         "get", "events", "-n", namespace, "--field-selector", "reason=RegistrationFailed").stdout
 
 
-def test_killed_between_registration_and_status_write_registers_once(cluster, services, trained,
-                                                                     tmp_path):
-    """The operator dies right after MLflow created the version, before status recorded it."""
+def test_killed_between_registration_and_status_write_registers_once(cluster, services,
+                                                                     trained_by_example, tmp_path):
+    """The operator dies right after MLflow created the version of a model the example trainer
+    trained, before status recorded it."""
     namespace = create_namespace(cluster, "crash")
     env = services.env() | {"FERRY_LEASE_NAME": f"ferry-{namespace}",
                             "FERRY_LEASE_DURATION_SECONDS": "3", "FERRY_RETRY_PERIOD_SECONDS": "1",
@@ -236,7 +252,8 @@ def test_killed_between_registration_and_status_write_registers_once(cluster, se
                             FERRY_FAILPOINTS="modelversion.registered", **env)
     survivor = None
     try:
-        apply(cluster, model_version(namespace, "fraud-1", model, trained))
+        apply(cluster, model_version(namespace, "fraud-1", model, trained_by_example, gates={
+            "metrics": [{"metric": "auc", "op": ">", "value": 0.5}], "signature": True}))
         wait_for(lambda: doomed.process.poll() is not None, timeout=90,
                  message="operator killed at the failpoint")
         assert doomed.process.returncode == 137
@@ -250,6 +267,9 @@ def test_killed_between_registration_and_status_write_registers_once(cluster, se
         versions = registry.client.search_model_versions(f"name = '{model}'")
         assert [v.version for v in versions] == [approved["status"]["mlflowVersion"]] == ["1"]
         assert versions[0].tags[UID_TAG] == approved["metadata"]["uid"]
+        assert approved["status"]["lineage"]["runId"] == trained_by_example
+        assert {g["name"]: g["verdict"] for g in approved["status"]["gates"]} == {
+            "metric auc": "Passed", "signature": "Passed"}
     finally:
         if survivor:
             survivor.stop()
