@@ -69,7 +69,8 @@ def test_cronjob_runs_ferry_drift_monitor_non_root_one_at_a_time():
     container = pod["containers"][0]
     assert container["command"] == ["ferry", "drift", "monitor"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert container["volumeMounts"] == [{"name": "scratch", "mountPath": "/tmp/ferry-drift"}]
+    assert {"name": "TMPDIR", "value": "/tmp/ferry-drift"} in container["env"]
 
 
 def test_env_carries_the_contract():

@@ -18,6 +18,9 @@ KIND = "InferenceService"
 COMPONENT = "ferry.dev/component"
 COMPONENT_VALUE = "drift-monitor"
 RUN_AS_USER = 65532
+# The only writable path (the root filesystem is read-only). Not /tmp itself: a mount over /tmp
+# would also hide other volumes' sources on Ferry's local pod runner, whose state lives in /tmp.
+SCRATCH = "/tmp/ferry-drift"
 
 
 def monitor_name(infsvc_name: str) -> str:
@@ -76,7 +79,7 @@ def build_drift_monitor(infsvc: dict, spec: InferenceServiceSpec, image: str,
         {"name": "FERRY_DRIFT_REFERENCE", "value": reference},
         {"name": "FERRY_PREDICTION_LOG_URI", "value": prediction_log_uri},
         {"name": "FERRY_DRIFT_REPORT_URI", "value": report_uri},
-        {"name": "TMPDIR", "value": "/tmp"},  # S3 objects are spooled here (emptyDir)
+        {"name": "TMPDIR", "value": SCRATCH},  # S3 objects are spooled here (emptyDir)
         *(extra_env or []),
     ]
     container = {
@@ -84,7 +87,7 @@ def build_drift_monitor(infsvc: dict, spec: InferenceServiceSpec, image: str,
         # One column at a time: ~1 GiB covers 1M-row windows (see the drift benchmark).
         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"},
                       "limits": {"memory": "1536Mi"}},
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
     }
@@ -96,7 +99,7 @@ def build_drift_monitor(infsvc: dict, spec: InferenceServiceSpec, image: str,
             "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_USER,
                                 "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [container],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}}],
+            "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "4Gi"}}],
         },
     }
     cron_job = {

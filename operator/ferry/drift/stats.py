@@ -88,10 +88,21 @@ def jensen_shannon(p_counts: np.ndarray, q_counts: np.ndarray) -> float:
     return float(np.sqrt(max(divergence, 0.0)))
 
 
+def sorted_quantiles(sorted_values: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """``np.quantile(values, probabilities)`` (linear method) on an already sorted sample, without
+    numpy's O(n) partition: the same interpolation formula, so the same floats."""
+    virtual = probabilities * (sorted_values.size - 1)
+    below = np.floor(virtual).astype(np.intp)
+    above = np.minimum(below + 1, sorted_values.size - 1)
+    weight = virtual - below
+    low, high = sorted_values[below], sorted_values[above]
+    difference = high - low
+    return np.where(weight >= 0.5, high - difference * (1 - weight), low + difference * weight)
+
+
 def psi_inner_edges(reference_sorted: np.ndarray, bins: int = PSI_BINS) -> np.ndarray:
     """Inner edges of the reference quantile bins (duplicates from ties removed)."""
-    quantiles = np.quantile(reference_sorted, np.linspace(0, 1, bins + 1)[1:-1])
-    return np.unique(quantiles)
+    return np.unique(sorted_quantiles(reference_sorted, np.linspace(0, 1, bins + 1)[1:-1]))
 
 
 def histogram_edges(reference_sorted: np.ndarray, current_sorted: np.ndarray,
@@ -106,21 +117,32 @@ def compare_numeric(reference_sorted: np.ndarray, current_sorted: np.ndarray,
     """All numeric statistics from one merge of two sorted, non-empty, NaN-free samples."""
     ref, cur = reference_sorted, current_sorted
     n1, n2 = ref.size, cur.size
-    # Where each current value lands among the reference values (after equal ones, like
-    # searchsorted(side='right') in scipy's CDFs): the merged order without a second sort.
-    position_of_current = np.arange(n2) + np.searchsorted(ref, cur, side="right")
-    from_reference = np.ones(n1 + n2, dtype=bool)
+    total = n1 + n2
+    # Where each current value lands in the merged order (after equal reference values, like
+    # searchsorted(side='right') in scipy's CDFs): the merge without sorting again.
+    position_of_current = np.searchsorted(ref, cur, side="right")
+    position_of_current += np.arange(n2)
+    from_reference = np.ones(total, dtype=bool)
     from_reference[position_of_current] = False
-    merged = np.empty(n1 + n2)
+    merged = np.empty(total)
     merged[position_of_current] = cur
     merged[from_reference] = ref
-    ref_cdf = np.cumsum(from_reference) / n1
-    cur_cdf = (np.arange(1, n1 + n2 + 1) - np.cumsum(from_reference)) / n2
-    gaps = np.abs(ref_cdf - cur_cdf)
+    # |F_ref - F_cur| after each merged value: cum/n1 - (k - cum)/n2, computed in place.
+    gaps = np.cumsum(from_reference, dtype=np.float64)
+    current_cdf = np.arange(1, total + 1, dtype=np.float64)
+    current_cdf -= gaps
+    current_cdf /= n2
+    gaps /= n1
+    gaps -= current_cdf
+    np.abs(gaps, out=gaps)
+    del current_cdf
+    steps = np.diff(merged)
+    wasserstein = float(np.dot(gaps[:-1], steps))
     # The CDFs are only defined after the last of equal values: evaluate D at those ends.
-    group_ends = np.concatenate((merged[1:] != merged[:-1], [True]))
-    ks = float(gaps[group_ends].max())
-    wasserstein = float(np.sum(gaps[:-1] * np.diff(merged)))
+    distinct = steps != 0
+    ks = float(gaps.max() if distinct.all() else max(gaps[:-1][distinct].max(initial=0.0),
+                                                     gaps[-1]))
+    del merged, gaps, steps, distinct, from_reference, position_of_current
     reference_std = float(np.std(ref))
 
     psi_edges = psi_inner_edges(ref, psi_bins)
