@@ -61,7 +61,10 @@ KINDS: dict[str, KindInfo] = {
                     description="GPUs per worker"),
              column("Step", ".status.progress.step", "integer"),
              column("MLflow-Run", ".status.mlflowRunId", priority=1),
-             column("Best", ".status.bestTrial", priority=1), AGE)),
+             column("Best", ".status.bestTrial", priority=1),
+             column("Objective", ".status.bestObjective", "number",
+                    description="Objective of the best sweep trial"),
+             column("Restarts", ".status.restarts", "integer", priority=1), AGE)),
         KindInfo(
             "ModelVersion", "modelversions", "modelversion", ("mv",),
             ModelVersionSpec, ModelVersionStatus, "Ready",

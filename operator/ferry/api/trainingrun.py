@@ -9,6 +9,7 @@ from pydantic import Field
 from ferry.api.common import (
     ApiModel, Container, Duration, FerryStatus, FreeForm, Label, Name, Quantity, Rule,
     SecretRef, StatusModel, StringMap, Text, Toleration)
+from ferry.api.modelversion import Approval, Gates
 
 
 class MlflowTracking(ApiModel):
@@ -25,12 +26,19 @@ class Checkpoint(ApiModel):
 
 
 class SweepParameter(ApiModel):
+    """One searched parameter: a list of values, or a min..max range (log-uniform with logScale).
+    A grid search takes gridPoints evenly (geometrically with logScale) spaced points of a range;
+    a random search samples it."""
+
     rules = (
         Rule("has(self.values) != (has(self.min) && has(self.max))",
              "a sweep parameter needs either values or min and max",
              lambda m: (m.values is not None) != (m.min is not None and m.max is not None)),
         Rule("!has(self.min) || !has(self.max) || self.min < self.max", "min must be below max",
              lambda m: m.min is None or m.max is None or m.min < m.max),
+        Rule("!has(self.logScale) || !self.logScale || (has(self.min) && self.min > 0.0)",
+             "logScale needs a positive min",
+             lambda m: not m.log_scale or (m.min is not None and m.min > 0)),
     )
 
     name: Annotated[str, Field(min_length=1, max_length=128)]
@@ -38,6 +46,8 @@ class SweepParameter(ApiModel):
     min: float | None = None
     max: float | None = None
     log_scale: bool = False
+    grid_points: Annotated[int, Field(ge=2, le=100)] = 3
+    integer: bool = Field(False, description="Round sampled values to whole numbers.")
 
 
 class Objective(ApiModel):
@@ -46,6 +56,9 @@ class Objective(ApiModel):
 
 
 class Sweep(ApiModel):
+    """A hyper-parameter search: one child TrainingRun <run>-t<i> per trial, at most parallelism
+    at once; trial i's parameters depend only on the sweep, the seed and i."""
+
     rules = (Rule("!has(self.parallelism) || self.parallelism <= self.maxTrials",
                   "sweep.parallelism must not exceed sweep.maxTrials",
                   lambda m: m.parallelism <= m.max_trials),)
@@ -55,14 +68,20 @@ class Sweep(ApiModel):
     max_trials: Annotated[int, Field(ge=1, le=1000)]
     parallelism: Annotated[int, Field(ge=1, le=100)] = 1
     objective: Objective
-    seed: int | None = None
+    seed: int | None = Field(None, description="Random search seed; default: from the uid.")
 
 
 class Register(ApiModel):
-    """Register the trained model as a ModelVersion named ``<modelName>-<run>`` when it succeeds."""
+    """Register the trained model as a ModelVersion named <modelName>-<run> (made a valid object
+    name) when the run succeeds; a sweep registers its best trial. Gates and approval are the
+    ModelVersion's."""
 
     model_name: Annotated[str, Field(min_length=1, max_length=256)]
     artifact_path: Annotated[str, Field(max_length=256)] = "model"
+    description: Text | None = None
+    tags: StringMap = {}
+    gates: Gates = Gates()
+    approval: Approval = Approval()
 
 
 class TrainingRunSpec(Container):
@@ -79,7 +98,11 @@ class TrainingRunSpec(Container):
     image_pull_secrets: Annotated[list[SecretRef], Field(max_length=16)] = []
     shm_size: Quantity | None = Field(None, description="Memory-backed /dev/shm for DataLoaders.")
     queue_name: Label | None = Field(None, description="Kueue LocalQueue; the Job starts suspended.")
-    backoff_limit: Annotated[int, Field(ge=0, le=100)] = 3
+    backoff_limit: Annotated[int, Field(ge=0, le=100, description=(
+        "Pod retries of a single-worker run."))] = 3
+    max_restarts: Annotated[int, Field(ge=0, le=100, description=(
+        "Whole-job restarts of a distributed run after a worker failure; disruptions "
+        "(preemption, drain) restart it without counting."))] = 3
     active_deadline_seconds: Annotated[int, Field(ge=1)] | None = None
     non_retryable_exit_codes: Annotated[
         list[Annotated[int, Field(ge=1, le=255)]], Field(max_length=32)] = []
@@ -111,10 +134,13 @@ class TrainingRunStatus(FerryStatus):
     start_time: str | None = None
     completion_time: str | None = None
     attempts: int | None = None
+    restarts: int | None = None
+    features_uri: str | None = None
     progress: Progress | None = None
     metrics: dict[str, float] = {}
     trials: Annotated[list[Trial], Field(max_length=1000)] = []
     best_trial: str | None = None
+    best_objective: float | None = None
     model_version: str | None = None
     gpus: int | None = None
     message: str | None = None

@@ -1,9 +1,23 @@
 """TrainingRun → a Job (one worker) or an Indexed Job + headless Service (torchrun), and the
-ConfigMap with the run's parameters as JSON."""
+ConfigMap with the run's parameters as JSON; a sweep → one child TrainingRun per trial; a
+succeeded run with ``register`` → a ModelVersion.
+
+Whole-job restart of distributed runs: a collective (NCCL/gloo all-reduce) cannot survive the loss
+of one worker, and a lone replacement worker would hang until a timeout. So the Indexed Job of a
+``workers > 1`` run is one *attempt*: ``backoffLimit: 0`` and a podFailurePolicy that fails the Job
+at once on any worker failure or disruption, which makes the Job controller stop every other
+worker. The operator then creates the next attempt as a new Job with a deterministic name
+(``<run>`` first, then ``<run>-a<n>``), labelled ``ferry.dev/attempt=<n>`` and annotated with what
+caused it, and every worker gets ``FERRY_ATTEMPT=<n>`` and resumes from the newest checkpoint.
+The Jobs themselves are the record (no in-memory state, no duplicate after an operator restart):
+the newest attempt is the highest label, and only restarts caused by failures count against
+``maxRestarts``. Single-worker runs keep the Job's own pod retries (``backoffLimit``).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from ferry.api.trainingrun import TrainingRunSpec
@@ -18,6 +32,12 @@ COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-ind
 # Set on a Job whose workers could not all be placed in time: the Job stays suspended and the
 # run stays Failed with this reason, even across operator restarts (the Job is the record).
 GAVE_UP = "ferry.dev/gave-up"
+ATTEMPT_LABEL = "ferry.dev/attempt"
+RESTART_CAUSE = "ferry.dev/restart-cause"
+SWEEP_LABEL = "ferry.dev/sweep"
+TRIAL_LABEL = "ferry.dev/trial"
+# On a trial: the sweep's MLflow run, so the trial's run is created nested under it.
+PARENT_RUN_ANNOTATION = "ferry.dev/mlflow-parent-run-id"
 
 
 @dataclass(frozen=True)
@@ -30,8 +50,8 @@ class Tracking:
     features_uri: str | None = None
 
 
-def job_name(name: str) -> str:
-    return name[:55]
+def job_name(name: str, attempt: int = 0) -> str:
+    return name[:55] if attempt == 0 else f"{name[:50]}-a{attempt}"
 
 
 def service_name(name: str) -> str:
@@ -48,12 +68,18 @@ def _metadata(owner: dict, name: str) -> dict:
             "labels": child_labels(KIND, run), "ownerReferences": [owner_reference(owner)]}
 
 
-def ferry_env(owner: dict, spec: TrainingRunSpec, tracking: Tracking) -> list[dict]:
+def trial_name(run: str, index: int) -> str:
+    return f"{run[:48].rstrip('-.')}-t{index}"
+
+
+def ferry_env(owner: dict, spec: TrainingRunSpec, tracking: Tracking, attempt: int = 0
+              ) -> list[dict]:
     """The documented FERRY_* (and MLflow) variables the training code receives."""
     meta = owner["metadata"]
     values = {
         "FERRY_RUN_NAME": meta["name"],
         "FERRY_RUN_UID": meta["uid"],
+        "FERRY_ATTEMPT": str(attempt),
         "FERRY_PARAMETERS": json.dumps(spec.parameters, sort_keys=True),
         "FERRY_PARAMETERS_FILE": f"{PARAMETERS_DIR}/parameters.json",
         "FERRY_FEATURES_URI": tracking.features_uri,
@@ -65,10 +91,10 @@ def ferry_env(owner: dict, spec: TrainingRunSpec, tracking: Tracking) -> list[di
     return [{"name": k, "value": v} for k, v in values.items() if v]
 
 
-def torchrun_env(name: str, spec: TrainingRunSpec) -> list[dict]:
+def torchrun_env(name: str, spec: TrainingRunSpec, attempt: int = 0) -> list[dict]:
     nproc = max(spec.resources.gpus, 1)
     return [
-        {"name": "MASTER_ADDR", "value": f"{job_name(name)}-0.{service_name(name)}"},
+        {"name": "MASTER_ADDR", "value": f"{job_name(name, attempt)}-0.{service_name(name)}"},
         {"name": "MASTER_PORT", "value": str(MASTER_PORT)},
         {"name": "NNODES", "value": str(spec.workers)},
         {"name": "NPROC_PER_NODE", "value": str(nproc)},
@@ -93,11 +119,12 @@ def tolerations(spec: TrainingRunSpec) -> list[dict]:
     return result
 
 
-def pod_template(owner: dict, spec: TrainingRunSpec, tracking: Tracking) -> dict:
+def pod_template(owner: dict, spec: TrainingRunSpec, tracking: Tracking, attempt: int = 0
+                 ) -> dict:
     name = owner["metadata"]["name"]
-    env = ferry_env(owner, spec, tracking)
+    env = ferry_env(owner, spec, tracking, attempt)
     if spec.workers > 1:
-        env += torchrun_env(name, spec)
+        env += torchrun_env(name, spec, attempt)
     env += [e.model_dump(by_alias=True, exclude_none=True) for e in spec.env]
     mounts = [{"name": "parameters", "mountPath": PARAMETERS_DIR, "readOnly": True}]
     volumes = [{"name": "parameters", "configMap": {"name": parameters_name(name)}}]
@@ -131,8 +158,12 @@ def pod_template(owner: dict, spec: TrainingRunSpec, tracking: Tracking) -> dict
 
 
 def failure_policy(spec: TrainingRunSpec) -> dict:
-    """Disruptions (preemption, drain) never count as a retry; listed exit codes fail at once."""
-    rules = [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]
+    """Disruptions (preemption, drain) never count as a retry; listed exit codes fail at once.
+
+    A distributed attempt fails as a whole on a disruption too (rule 0); the operator restarts it.
+    """
+    disrupted = "FailJob" if spec.workers > 1 else "Ignore"
+    rules = [{"action": disrupted, "onPodConditions": [{"type": "DisruptionTarget"}]}]
     if spec.non_retryable_exit_codes:
         rules.append({"action": "FailJob", "onExitCodes": {
             "containerName": "trainer", "operator": "In",
@@ -141,15 +172,17 @@ def failure_policy(spec: TrainingRunSpec) -> dict:
 
 
 def build_job(owner: dict, spec: TrainingRunSpec, tracking: Tracking,
-              gave_up: str | None = None) -> dict:
+              gave_up: str | None = None, attempt: int = 0, cause: str | None = None) -> dict:
+    """One attempt of the run (``cause``: why the previous attempt was restarted)."""
     name = owner["metadata"]["name"]
-    metadata = _metadata(owner, job_name(name))
+    metadata = _metadata(owner, job_name(name, attempt))
+    metadata["labels"][ATTEMPT_LABEL] = str(attempt)
     job_spec = {
-        "backoffLimit": spec.backoff_limit,
+        "backoffLimit": spec.backoff_limit if spec.workers == 1 else 0,
         "parallelism": spec.workers,
         "completions": spec.workers,
         "podFailurePolicy": failure_policy(spec),
-        "template": pod_template(owner, spec, tracking),
+        "template": pod_template(owner, spec, tracking, attempt),
     }
     if spec.workers > 1:
         job_spec["completionMode"] = "Indexed"
@@ -158,14 +191,17 @@ def build_job(owner: dict, spec: TrainingRunSpec, tracking: Tracking,
     if spec.queue_name:  # Kueue admits the Job by un-suspending it
         metadata["labels"][KUEUE_QUEUE_LABEL] = spec.queue_name
         job_spec["suspend"] = True
+    annotations = {GAVE_UP: gave_up, RESTART_CAUSE: cause}
+    if any(annotations.values()):
+        metadata["annotations"] = {k: v for k, v in annotations.items() if v}
     if gave_up:
-        metadata["annotations"] = {GAVE_UP: gave_up}
         job_spec["suspend"] = True
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
 
 
 def build_children(owner: dict, spec: TrainingRunSpec, tracking: Tracking,
-                   gave_up: str | None = None) -> list[dict]:
+                   gave_up: str | None = None, attempt: int = 0,
+                   cause: str | None = None) -> list[dict]:
     name = owner["metadata"]["name"]
     children = [{
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(owner, parameters_name(name)),
@@ -175,8 +211,48 @@ def build_children(owner: dict, spec: TrainingRunSpec, tracking: Tracking,
         children.append({
             "apiVersion": "v1", "kind": "Service", "metadata": _metadata(owner, service_name(name)),
             "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
-                     "selector": {"batch.kubernetes.io/job-name": job_name(name)},
+                     "selector": {"batch.kubernetes.io/job-name": job_name(name, attempt)},
                      "ports": [{"name": "rendezvous", "port": MASTER_PORT}]},
         })
-    children.append(build_job(owner, spec, tracking, gave_up))
+    children.append(build_job(owner, spec, tracking, gave_up, attempt, cause))
     return children
+
+
+def build_trial(owner: dict, index: int, parameters: dict[str, str],
+                parent_run_id: str | None) -> dict:
+    """Trial ``index`` of a sweep: a TrainingRun with the parent's spec minus the sweep and with
+    the trial's parameters merged in, owned by (and deleted with) the parent. It keeps the
+    parent's ``register`` only so a ModelVersion of the best trial knows its artifact path; a
+    trial never registers itself, the sweep registers its best trial."""
+    run = owner["metadata"]["name"]
+    spec = {k: v for k, v in owner["spec"].items() if k != "sweep"}
+    spec["parameters"] = {**(spec.get("parameters") or {}), **parameters}
+    metadata = _metadata(owner, trial_name(run, index))
+    metadata["labels"] |= {SWEEP_LABEL: run, TRIAL_LABEL: str(index)}
+    if parent_run_id:
+        metadata["annotations"] = {PARENT_RUN_ANNOTATION: parent_run_id}
+    return {"apiVersion": owner["apiVersion"], "kind": KIND, "metadata": metadata, "spec": spec}
+
+
+def model_version_name(model_name: str, run: str) -> str:
+    """``<modelName>-<run>`` made a valid object name (lower case, [a-z0-9.-], ≤ 253)."""
+    raw = re.sub(r"[^a-z0-9.]+", "-", f"{model_name}-{run}".lower())
+    return re.sub(r"^[^a-z0-9]+|[^a-z0-9]+$", "", raw[:253]) or run
+
+
+def build_model_version(owner: dict, spec: TrainingRunSpec, source_run: str) -> dict:
+    """The ModelVersion of a succeeded run (``source_run``: the run itself, or a sweep's best
+    trial). Owned by nobody, so it outlives the run; labelled with the run that produced it."""
+    run = owner["metadata"]["name"]
+    register = spec.registration
+    mv_spec = {"modelName": register.model_name, "trainingRunRef": source_run,
+               "gates": register.gates.model_dump(by_alias=True, exclude_none=True),
+               "approval": register.approval.model_dump(by_alias=True, exclude_none=True)}
+    optional = {"features": spec.features, "description": register.description,
+                "tags": register.tags}
+    mv_spec |= {k: v for k, v in optional.items() if v}
+    return {"apiVersion": owner["apiVersion"], "kind": "ModelVersion",
+            "metadata": {"name": model_version_name(register.model_name, run),
+                         "namespace": owner["metadata"]["namespace"],
+                         "labels": child_labels(KIND, run)},
+            "spec": mv_spec}

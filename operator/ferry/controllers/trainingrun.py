@@ -1,30 +1,42 @@
-"""TrainingRun controller: MLflow run first (found again by uid), then the Job, then status.
+"""TrainingRun controller: MLflow run first (found again by uid), then the Job — or, for a sweep,
+the trial TrainingRuns — then status; when the run succeeds, the ModelVersion of ``register``.
 
 The operator creates the MLflow run so the pod logs into a run it already knows
 (``MLFLOW_RUN_ID``); the run id is recorded in status before the Job can start, and both are
 found again after a restart, so a restarted operator creates neither a second run nor a second Job.
+Children are applied only when they are created (a Job's pod template is immutable, so a started
+run keeps the spec it started with); a reconcile that changes nothing writes nothing.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 
 import kopf
 
 from ferry.adapters.mlflow import RegistryUnavailable, Tracker
-from ferry.api import GROUP, KINDS, VERSION
-from ferry.builders.trainingrun import Tracking, build_children, job_name
+from ferry.api import API_VERSION, GROUP, KINDS, VERSION
+from ferry.api.trainingrun import TrainingRunSpec
+from ferry.builders.trainingrun import (
+    GAVE_UP, KIND, PARENT_RUN_ANNOTATION, SWEEP_LABEL, TRIAL_LABEL, Tracking, build_children, build_job,
+    build_model_version, build_trial, job_name)
 from ferry.controllers._worker import Context, register
+from ferry.controllers.children import owner_uids
 from ferry.reconcilers.accept import accept
 from ferry.reconcilers.outcome import Event, Outcome
-from ferry.reconcilers.trainingrun import Observed, decide
+from ferry.reconcilers.sweep import (
+    TrialView, decide_sweep, effective_seed, to_start, trial_count, trial_parameters)
+from ferry.reconcilers.trainingrun import (
+    POLL_WHILE_RUNNING, Observed, attempt_of, current_job, decide, plan_restart)
 from ferry.status import find_condition, make_condition, set_condition
 
 INFO = KINDS["TrainingRun"]
 MLFLOW_RUN_END = {"Succeeded": "FINISHED", "Failed": "FAILED"}
 TERMINAL = tuple(MLFLOW_RUN_END)
 SCHEDULING_REASONS = ("InsufficientGPU", "Unschedulable")
+RUN_LABEL = f"ferry.dev/{KIND.lower()}"
 
 
 @cache
@@ -32,69 +44,212 @@ def tracker(uri: str) -> Tracker:
     return Tracker(uri)
 
 
+@dataclass(frozen=True)
+class Tracked:
+    uri: str | None
+    experiment: str | None
+    run_id: str | None
+    experiment_id: str | None
+
+
+def owned(items: list[dict], uid: str) -> list[dict]:
+    """Children of this very object (not of an earlier one with the same name)."""
+    return [i for i in items if any(ref.get("uid") == uid
+                                    for ref in i["metadata"].get("ownerReferences") or [])]
+
+
+def container_env(job: dict, name: str) -> str | None:
+    for container in job["spec"]["template"]["spec"]["containers"]:
+        for env in container.get("env") or []:
+            if env["name"] == name:
+                return env.get("value")
+    return None
+
+
 async def features_uri(ctx: Context, namespace: str, pipeline: str | None) -> str | None:
     if not pipeline:
         return None
-    found = await ctx.kube.get(f"{GROUP}/{VERSION}", "FeaturePipeline", namespace, pipeline)
+    found = await ctx.kube.get(API_VERSION, "FeaturePipeline", namespace, pipeline)
     return ((found or {}).get("status") or {}).get("latestOutputUri")
+
+
+async def start_tracking(ctx: Context, body: kopf.Body, spec: TrainingRunSpec,
+                         status: dict) -> tuple[Tracked, list[Event]]:
+    """The run's MLflow run (a sweep trial's is nested under the sweep's); raises
+    RegistryUnavailable."""
+    namespace, name = body.metadata.namespace, body.metadata.name
+    uri = spec.mlflow.tracking_uri or ctx.config.mlflow_uri
+    experiment = spec.mlflow.experiment or namespace
+    run_id, experiment_id = status.get("mlflowRunId"), status.get("experimentId")
+    events = []
+    if uri and not run_id:
+        tags = {"ferry.dev/namespace": namespace, "ferry.dev/name": name,
+                "ferry.dev/image": spec.image, "mlflow.runName": name}
+        if spec.features:
+            tags["ferry.dev/features"] = spec.features
+        if parent := (body.metadata.annotations or {}).get(PARENT_RUN_ANNOTATION):
+            tags["mlflow.parentRunId"] = parent
+        run_id, experiment_id = await ctx.kube.executors.run(
+            "mlflow", tracker(uri).ensure_run, experiment, body.metadata.uid, tags)
+        events.append(Event("Normal", "TrackingStarted", f"MLflow run {run_id} in {experiment}"))
+    return Tracked(uri, experiment if uri else None, run_id, experiment_id), events
+
+
+async def logged_metrics(ctx: Context, tracked: Tracked) -> dict[str, float]:
+    if not (tracked.uri and tracked.run_id):
+        return {}
+    try:
+        return (await ctx.kube.executors.run("mlflow", tracker(tracked.uri).run,
+                                             tracked.run_id)).metrics
+    except RegistryUnavailable:
+        return {}  # progress is best effort; the next poll tries again
+
+
+async def reconcile_job(ctx: Context, body: kopf.Body, spec: TrainingRunSpec, status: dict,
+                        tracked: Tracked) -> tuple[dict, list[Event], float | None]:
+    """One run: its Job (attempts of a distributed run), pods and logged metrics → status."""
+    namespace, name, uid = body.metadata.namespace, body.metadata.name, body.metadata.uid
+    owner = dict(body)
+    jobs = owned(await ctx.kube.list("batch/v1", "Job", namespace, f"{RUN_LABEL}={name}"), uid)
+    job = current_job(jobs)
+    attempt = attempt_of(job)
+    pods = await ctx.kube.list("v1", "Pod", namespace,
+                               f"batch.kubernetes.io/job-name={job_name(name, attempt)}") \
+        if job else []
+    events = []
+    restart = plan_restart(spec, jobs, pods)
+    data_uri = container_env(job, "FERRY_FEATURES_URI") if job else \
+        await features_uri(ctx, namespace, spec.features)
+    tracking = Tracking(tracking_uri=tracked.uri, experiment=tracked.experiment,
+                        run_id=tracked.run_id, features_uri=data_uri)
+    if restart is not None and restart.ready:
+        attempt, job, pods = restart.attempt, None, []
+        events.append(Event("Warning", "Restarting", restart.message))
+    if job is None:  # first start, or the next attempt: the Job comes last
+        for child in build_children(owner, spec, tracking, attempt=attempt,
+                                    cause=restart.cause if restart else None):
+            job = await ctx.kube.apply(child)
+        restart = None
+    fields, new_events, requeue = decide(spec, status, body.metadata["generation"], Observed(
+        job=job, pods=pods, metrics=await logged_metrics(ctx, tracked),
+        now=datetime.now(UTC), attempt=attempt, restart=restart))
+    succeeded = find_condition(fields["conditions"], "Succeeded")
+    if fields["phase"] == "Failed" and succeeded["reason"] in SCHEDULING_REASONS \
+            and not (job["metadata"].get("annotations") or {}).get(GAVE_UP):
+        # Suspend the Job: its pending workers leave the queue.
+        await ctx.kube.apply(build_job(owner, spec, tracking, gave_up=fields["message"],
+                                       attempt=attempt))
+    if data_uri:
+        fields["featuresUri"] = data_uri
+    return fields, events + new_events, requeue
+
+
+def trial_view(trial: dict) -> TrialView:
+    labels, status = trial["metadata"].get("labels") or {}, trial.get("status") or {}
+    return TrialView(
+        index=int(labels[TRIAL_LABEL]), name=trial["metadata"]["name"],
+        parameters={}, phase=status.get("phase"), metrics=status.get("metrics"),
+        mlflow_run_id=status.get("mlflowRunId"), start_time=status.get("startTime"),
+        completion_time=status.get("completionTime"))
+
+
+async def reconcile_sweep(ctx: Context, body: kopf.Body, spec: TrainingRunSpec, status: dict,
+                          tracked: Tracked) -> tuple[dict, list[Event], float | None]:
+    """A sweep: start the next trials (at most ``parallelism`` unfinished), report all of them."""
+    namespace, name, uid = body.metadata.namespace, body.metadata.name, body.metadata.uid
+    sweep = spec.sweep
+    seed = effective_seed(sweep, uid)
+    found = owned(await ctx.kube.list(API_VERSION, "TrainingRun", namespace,
+                                    f"{SWEEP_LABEL}={name}"), uid)
+    trials = {view.index: view for view in map(trial_view, found)}
+    events = []
+    for index in to_start(trial_count(sweep), sweep.parallelism,
+                          {i: t.phase for i, t in trials.items()}):
+        parameters = trial_parameters(sweep, seed, index)
+        created = await ctx.kube.apply(build_trial(dict(body), index, parameters,
+                                                   tracked.run_id))
+        trials[index] = trial_view(created)
+        events.append(Event("Normal", "TrialCreated",
+                            f"{created['metadata']['name']}: {parameters}"))
+    views = [replace(t, parameters=trial_parameters(sweep, seed, i)) for i, t in trials.items()]
+    fields, new_events = decide_sweep(sweep, status, body.metadata["generation"], views)
+    done = fields["phase"] in TERMINAL
+    return fields, events + new_events, None if done else POLL_WHILE_RUNNING
+
+
+async def register_model(ctx: Context, body: kopf.Body, spec: TrainingRunSpec,
+                         status: dict) -> tuple[dict, list[Event]]:
+    """Get-or-create the ModelVersion of a succeeded run with ``register`` (not for a trial: its
+    sweep registers the best trial). Returns the status fields and Events to add."""
+    labels = body.metadata.labels or {}
+    if spec.registration is None or status.get("phase") != "Succeeded" or SWEEP_LABEL in labels:
+        return {}, []
+    namespace, name = body.metadata.namespace, body.metadata.name
+    source = status.get("bestTrial") if spec.sweep else name
+    manifest = build_model_version(dict(body), spec, source)
+    mv_name = manifest["metadata"]["name"]
+    if status.get("modelVersion") == mv_name:
+        return {}, []
+    generation = body.metadata["generation"]
+    existing = await ctx.kube.get(API_VERSION, "ModelVersion", namespace, mv_name)
+    if existing is not None and (existing["metadata"].get("labels") or {}).get(RUN_LABEL) != name:
+        message = f"ModelVersion {mv_name} exists and was not created for this run."
+        condition = make_condition("Registered", False, "NameTaken", message, generation)
+        previous = find_condition(status.get("conditions"), "Registered")
+        events = [] if previous and previous["reason"] == "NameTaken" else [
+            Event("Warning", "NameTaken", message)]
+        return {"conditions": set_condition(status.get("conditions"), condition)}, events
+    events = []
+    if existing is None:
+        await ctx.kube.apply(manifest)
+        events.append(Event("Normal", "ModelVersionCreated",
+                             f"ModelVersion {mv_name} for {spec.registration.model_name} "
+                             f"from {source}"))
+    condition = make_condition("Registered", True, "ModelVersionCreated",
+                               f"ModelVersion {mv_name}", generation)
+    return {"modelVersion": mv_name,
+            "conditions": set_condition(status.get("conditions"), condition)}, events
 
 
 async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
     spec, outcome = accept(INFO, body)
     if spec is None:
         return outcome
-    namespace, name, uid = body.metadata.namespace, body.metadata.name, body.metadata.uid
     generation = body.metadata["generation"]
-    status = {**dict(body.get("status") or {}), **outcome.status}
-    previous = body.get("status") or {}
+    previous = dict(body.get("status") or {})
+    status = {**previous, **outcome.status}
     if previous.get("phase") in TERMINAL and previous.get("observedGeneration") == generation:
-        return Outcome(status=outcome.status | {"phase": previous["phase"]})  # runs end once
-    run = ctx.kube.executors.run
-    uri = spec.mlflow.tracking_uri or ctx.config.mlflow_uri
-    experiment = spec.mlflow.experiment or namespace
-    run_id, experiment_id = status.get("mlflowRunId"), status.get("experimentId")
-    events = list(outcome.events)
+        # Runs end once; only the registration of a succeeded run may still be missing.
+        fields, events = await register_model(ctx, body, spec, status)
+        return Outcome(status=outcome.status | {"phase": previous["phase"]} | fields,
+                       events=outcome.events + events)
     try:
-        if uri and not run_id:
-            run_id, experiment_id = await run(
-                "mlflow", tracker(uri).ensure_run, experiment, uid,
-                {"ferry.dev/namespace": namespace, "ferry.dev/name": name,
-                 "ferry.dev/image": spec.image, "mlflow.runName": name,
-                 **({"ferry.dev/features": spec.features} if spec.features else {})})
-            events.append(Event("Normal", "TrackingStarted", f"MLflow run {run_id} in {experiment}"))
+        tracked, events = await start_tracking(ctx, body, spec, status)
     except RegistryUnavailable as error:
         conditions = set_condition(outcome.status["conditions"], make_condition(
             "TrackingReachable", False, "MlflowUnavailable", str(error)[:1024], generation))
-        return Outcome(status={**outcome.status, "conditions": conditions}, events=events,
-                       requeue_after=10)
-
-    tracking = Tracking(tracking_uri=uri, experiment=experiment if uri else None, run_id=run_id,
-                        features_uri=await features_uri(ctx, namespace, spec.features))
-    job = await ctx.kube.get("batch/v1", "Job", namespace, job_name(name))
-    pods = await ctx.kube.list("v1", "Pod", namespace,
-                               f"batch.kubernetes.io/job-name={job_name(name)}")
-    metrics = {}
-    if uri and run_id:
-        try:
-            metrics = (await run("mlflow", tracker(uri).run, run_id)).metrics
-        except RegistryUnavailable:
-            pass  # progress is best effort; the next poll tries again
-    fields, new_events, requeue = decide(spec, status, generation, Observed(
-        job=job, pods=pods, metrics=metrics, now=datetime.now(UTC)))
-    succeeded = find_condition(fields["conditions"], "Succeeded")
-    gave_up = None
-    if fields["phase"] == "Failed" and succeeded["reason"] in SCHEDULING_REASONS:
-        gave_up = fields["message"]  # suspend the Job: its pending workers leave the queue
-    for child in build_children(dict(body), spec, tracking, gave_up):
-        # A Job's pod template is immutable: a started run keeps the spec it started with.
-        if child["kind"] != "Job" or job is None or gave_up:
-            await ctx.kube.apply(child)
-    if fields["phase"] in MLFLOW_RUN_END and uri and run_id:
-        await run("mlflow", tracker(uri).end_run, run_id, MLFLOW_RUN_END[fields["phase"]])
+        return Outcome(status={**outcome.status, "conditions": conditions},
+                       events=outcome.events, requeue_after=10)
+    step = reconcile_sweep if spec.sweep else reconcile_job
+    fields, new_events, requeue = await step(ctx, body, spec, status, tracked)
+    if fields["phase"] in MLFLOW_RUN_END and tracked.run_id:
+        await ctx.kube.executors.run("mlflow", tracker(tracked.uri).end_run, tracked.run_id,
+                                     MLFLOW_RUN_END[fields["phase"]])
     new_status = {**outcome.status, **fields}
-    if run_id:
-        new_status |= {"mlflowRunId": run_id, "experimentId": experiment_id}
-    return Outcome(status=new_status, events=events + new_events, requeue_after=requeue)
+    if tracked.run_id:
+        new_status |= {"mlflowRunId": tracked.run_id, "experimentId": tracked.experiment_id}
+    registered, register_events = await register_model(ctx, body, spec, {**status, **new_status})
+    return Outcome(status=new_status | registered,
+                   events=outcome.events + events + new_events + register_events,
+                   requeue_after=requeue)
+
+
+@kopf.on.event(GROUP, VERSION, INFO.plural, labels={SWEEP_LABEL: kopf.PRESENT},
+               id="trainingruns.wake-sweep")
+async def trial_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    """A trial changed: wake its sweep, which may start the next trial or finish."""
+    for uid in owner_uids(body):
+        memo.wakeups.wake(uid)
 
 
 @kopf.on.delete(GROUP, VERSION, INFO.plural, id="trainingruns.end-tracking", optional=True)

@@ -7,12 +7,23 @@ from datetime import datetime
 
 from ferry.api.common import duration_seconds
 from ferry.api.trainingrun import TrainingRunSpec
-from ferry.builders.trainingrun import GAVE_UP
+from ferry.builders.trainingrun import ATTEMPT_LABEL, GAVE_UP, RESTART_CAUSE
 from ferry.reconcilers.outcome import Event
 from ferry.status import make_condition, set_condition, transitioned
 
 POLL_WHILE_RUNNING = 5.0
 IMAGE_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
+
+
+@dataclass(frozen=True)
+class Restart:
+    """The next attempt of a distributed run; ``ready`` once the failed attempt's workers are
+    all gone (the Job is ``Failed``, not only ``FailureTarget``), so two generations never run."""
+
+    attempt: int
+    cause: str  # Failure | Disruption
+    ready: bool
+    message: str
 
 
 @dataclass
@@ -21,6 +32,8 @@ class Observed:
     pods: list[dict] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     now: datetime | None = None
+    attempt: int = 0
+    restart: Restart | None = None  # a restart that waits for the old workers to stop
 
 
 def job_phase(job: dict | None) -> str:
@@ -84,14 +97,75 @@ def failed_attempts(job_status: dict, pods: list[dict]) -> int:
     return max(counted, listed)
 
 
+def attempt_of(job: dict | None) -> int:
+    labels = (job or {}).get("metadata", {}).get("labels") or {}
+    return int(labels.get(ATTEMPT_LABEL) or 0)
+
+
+def current_job(jobs: list[dict]) -> dict | None:
+    """The newest attempt among the run's Jobs."""
+    return max(jobs, key=attempt_of, default=None)
+
+
+def true_condition(job: dict | None, *types: str) -> dict | None:
+    for condition in (job or {}).get("status", {}).get("conditions", []):
+        if condition["type"] in types and condition["status"] == "True":
+            return condition
+    return None
+
+
+def disrupted(pods: list[dict]) -> bool:
+    return any(c["type"] == "DisruptionTarget" and c["status"] == "True"
+               for pod in pods for c in pod.get("status", {}).get("conditions", []))
+
+
+def restart_cause(spec: TrainingRunSpec, job: dict, pods: list[dict]) -> str | None:
+    """Why a failed distributed attempt may be restarted (Failure | Disruption), or None when it
+    must not be: a non-retryable exit code, the deadline, or a run the operator gave up on."""
+    failed = true_condition(job, "Failed", "FailureTarget")
+    if failed is None or (job["metadata"].get("annotations") or {}).get(GAVE_UP):
+        return None
+    if disrupted(pods) or "DisruptionTarget" in failed.get("message", ""):
+        return "Disruption"
+    if set(exit_codes(pods)) & set(spec.non_retryable_exit_codes):
+        return None
+    if failed.get("reason") in ("BackoffLimitExceeded", "PodFailurePolicy"):
+        return "Failure"
+    return None
+
+
+def plan_restart(spec: TrainingRunSpec, jobs: list[dict], pods: list[dict]) -> Restart | None:
+    """Whole-job restart of a distributed run whose newest attempt failed (see the builders'
+    docstring); None when it is not distributed, did not fail, or ran out of ``maxRestarts``."""
+    job = current_job(jobs)
+    if spec.workers == 1 or job is None:
+        return None
+    cause = restart_cause(spec, job, pods)
+    failures = sum(1 for j in jobs
+                   if (j["metadata"].get("annotations") or {}).get(RESTART_CAUSE) == "Failure")
+    if cause is None or (cause == "Failure" and failures >= spec.max_restarts):
+        return None
+    attempt = attempt_of(job) + 1
+    reason, message = failure_reason(job, pods)
+    codes = sorted(set(exit_codes(pods)))
+    what = "a worker was disrupted" if cause == "Disruption" else \
+        f"a worker failed ({reason}{f', exit codes {codes}' if codes else ''})"
+    return Restart(attempt, cause, true_condition(job, "Failed") is not None,
+                   f"Attempt {attempt - 1}: {what}; restarting all {spec.workers} workers as "
+                   f"attempt {attempt} (failure restarts {failures + (cause == 'Failure')}"
+                   f"/{spec.max_restarts}).")
+
+
 def decide(spec: TrainingRunSpec, status: dict, generation: int,
            seen: Observed) -> tuple[dict, list[Event], float | None]:
     conditions = list(status.get("conditions") or [])
     job_status = (seen.job or {}).get("status", {})
     phase = job_phase(seen.job)
     running_or_done = 1 if job_status.get("active") or job_status.get("succeeded") else 0
-    fields: dict = {"gpus": spec.workers * spec.resources.gpus,
-                    "attempts": failed_attempts(job_status, seen.pods) + running_or_done}
+    attempts = failed_attempts(job_status, seen.pods) + running_or_done if spec.workers == 1 \
+        else seen.attempt + 1
+    fields: dict = {"gpus": spec.workers * spec.resources.gpus, "attempts": attempts,
+                    "restarts": seen.attempt}
     if seen.job is not None:
         fields["jobName"] = seen.job["metadata"]["name"]
     for source, target in (("startTime", "startTime"), ("completionTime", "completionTime")):
@@ -129,6 +203,11 @@ def decide(spec: TrainingRunSpec, status: dict, generation: int,
             phase = "Pending"
             succeeded = make_condition("Succeeded", "Unknown", reason, message, generation)
             requeue = POLL_WHILE_RUNNING
+    elif seen.restart is not None:
+        phase = "Running"
+        succeeded = make_condition("Succeeded", "Unknown", "Restarting", seen.restart.message,
+                                   generation)
+        requeue = 1.0
     elif phase == "Succeeded":
         fields["metrics"] = seen.metrics
         succeeded = make_condition("Succeeded", True, "Completed", "Training finished.",
@@ -138,6 +217,8 @@ def decide(spec: TrainingRunSpec, status: dict, generation: int,
         codes = exit_codes(seen.pods)
         if codes and reason in ("BackoffLimitExceeded", "PodFailurePolicy", "Failed"):
             message = f"{message} (exit codes {sorted(set(codes))})".strip()
+        if seen.attempt:
+            message = f"{message} (attempt {seen.attempt} after {seen.attempt} restart(s))"
         fields["message"] = f"{reason}: {message}"
         fields["metrics"] = seen.metrics
         succeeded = make_condition("Succeeded", False, reason, message, generation)
