@@ -484,6 +484,7 @@ class PodWorker(threading.Thread):
     def terminate(self) -> None:
         for container in self.inits + self.containers:
             container.kill(self.grace())
+        self.publish_final()
         namespace, name, uid = self.key
         try:
             self.runner.core.delete_namespaced_pod(
@@ -535,6 +536,22 @@ class PodWorker(threading.Thread):
         if self.failure:
             status["reason"], status["message"] = self.failure
         return status
+
+    def publish_final(self) -> None:
+        """As the kubelet does, a deleted pod reports a terminal phase before it goes: a Job with a
+        podFailurePolicy judges (and replaces) only pods that reached one, so an evicted pod that
+        stayed "Running" would hold its Job forever."""
+        for container in self.inits + self.containers:
+            container.finished()
+        status = self.build_status()
+        if status["phase"] not in ("Succeeded", "Failed"):
+            status["phase"] = "Failed"
+        namespace, name, _ = self.key
+        try:
+            self.runner.core.patch_namespaced_pod_status(name, namespace, {"status": status})
+        except ApiException as error:
+            if error.status != 404:
+                log.warning("final status of pod %s/%s: %s", namespace, name, error)
 
     def publish(self) -> None:
         status = self.build_status()
