@@ -178,9 +178,9 @@ class PredictionLog:
         import pyarrow.parquet as pq
 
         if self._store is None:
-            from ferry.adapters.s3 import ObjectStore
+            from ferry.serving.model import s3_store
 
-            self._store = ObjectStore()
+            self._store = s3_store()
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
         self._store.put_bytes(f"s3://{self.bucket}/{key}", buffer.getvalue())

@@ -37,10 +37,6 @@ log = logging.getLogger("ferry.serve")
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
-class ModelInputError(ValueError):
-    """The input parsed but does not fit the model's signature (answered 400)."""
-
-
 def classify(error: BaseException) -> tuple[int, str]:
     """HTTP status and message for an exception raised by ``predict``.
 
@@ -49,7 +45,7 @@ def classify(error: BaseException) -> tuple[int, str]:
     Anything else is the model's failure → 500.
     """
     code = getattr(error, "error_code", None)
-    if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST") or isinstance(error, ModelInputError):
+    if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):
         return 400, f"the input does not match the model's signature: {getattr(error, 'message', error)}"
     return 500, f"the model failed: {type(error).__name__}: {error}"
 
@@ -74,8 +70,7 @@ class Server:
                 batch_rows=config.prediction_log_batch_rows,
                 flush_seconds=config.prediction_log_flush_seconds,
                 max_rows=config.prediction_log_max_rows,
-                on_written=self.metrics.log_rows.inc, on_dropped=self.metrics.log_dropped.inc,
-                store=None)
+                on_written=self.metrics.log_rows.inc, on_dropped=self.metrics.log_dropped.inc)
         self.mirror = None
         if config.mirror_url and config.mirror_percent > 0:
             self.mirror = Mirror(config.mirror_url, config.mirror_percent, config.mirror_queue_size,
