@@ -134,3 +134,21 @@ def test_the_batcher_respects_max_rows_and_raises_model_errors():
     assert all(len(r) == 3 for r in results[:4])
     assert isinstance(results[4], RuntimeError) and str(results[4]) == "boom"
     assert max(sizes) <= 3 + 3  # a batch stops taking requests once it holds max_rows
+
+
+def test_max_rows_of_one_turns_coalescing_off():
+    sizes = []
+
+    def model(frame):
+        sizes.append(frame.rows)
+        return np.zeros(frame.rows)
+
+    async def scenario():
+        with ThreadPoolExecutor(1) as executor:
+            batcher = Batcher(model, executor, max_rows=1)
+            batcher.start()
+            await asyncio.gather(*(batcher.predict(block([[1.0, 1.0]])) for _ in range(10)))
+            await batcher.stop()
+
+    asyncio.run(scenario())
+    assert sizes == [1] * 10

@@ -3,10 +3,17 @@
 There is no waiting window: a lone request is predicted at once, so latency at low load is that of
 one call; under load, everything queued during one predict call forms the next batch (up to
 ``max_rows`` rows). Only frames with the same columns, dtypes and params are concatenated, and the
-output is cut back by row counts, so each request gets exactly what predicting its own rows gives
-for row-independent models (every sklearn estimator's ``predict``). If a merged call fails or
-returns a different number of rows, the requests of that group are predicted one by one, so one
-bad request fails alone.
+output is cut back by row counts, so each request gets what predicting its own rows gives for
+row-independent models (every sklearn estimator's ``predict``). If a merged call fails or returns a
+different number of rows, the requests of that group are predicted one by one, so one bad request
+fails alone.
+
+Exactness, precisely: per-row arithmetic that does not depend on the batch (trees, rules, lookups)
+gives bit-identical answers; BLAS matrix products (linear models, neural networks) may round the
+last bit of a float differently for a different number of rows, as they do between any two batch
+sizes in the framework itself. Class labels are the same unless a score sits within that last bit
+of the decision threshold. ``FERRY_MAX_BATCH_ROWS=1`` turns coalescing off for models where even
+that matters.
 """
 
 from __future__ import annotations
