@@ -61,8 +61,10 @@ def connection_info(kubeconfig: str | None) -> kopf.ConnectionInfo:
     """kopf's credentials from the same source as ours, loaded afresh on every (re-)login so a
     rotated service-account token is picked up."""
     loaded = load_client_config(kubeconfig)
-    # "Bearer <token>" from a kubeconfig, "bearer <token>" in-cluster
-    token = (loaded.api_key or {}).get("authorization", "").partition(" ")[2].strip()
+    # "Bearer <token>" under "authorization" from a kubeconfig; "bearer <token>" under
+    # "BearerToken" in-cluster (kubernetes.config.incluster_config)
+    keys = loaded.api_key or {}
+    token = (keys.get("authorization") or keys.get("BearerToken") or "").partition(" ")[2].strip()
     return kopf.ConnectionInfo(
         server=loaded.host,
         ca_path=loaded.ssl_ca_cert,

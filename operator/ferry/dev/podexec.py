@@ -36,14 +36,14 @@ def _mount(source: str | None, target: str, flags: int) -> None:
            f"mount {source} -> {target}")
 
 
-def bind(source: str, target: str, read_only: bool) -> None:
-    src, dst = Path(source), Path(target)
-    if src.is_dir():
+def bind(source: str, target: str, read_only: bool, is_dir: bool) -> None:
+    dst = Path(target)
+    if is_dir:
         dst.mkdir(parents=True, exist_ok=True)
     else:
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.touch(exist_ok=True)
-    _mount(str(src), str(dst), MS_BIND | MS_REC)
+    _mount(source, str(dst), MS_BIND | MS_REC)
     if read_only:
         _mount(None, str(dst), MS_BIND | MS_REMOUNT | MS_RDONLY)
 
@@ -53,8 +53,12 @@ def main(spec_path: str) -> None:
     if spec.get("mounts"):
         _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
         _mount(None, "/", MS_REC | MS_PRIVATE)
-        for mount in spec["mounts"]:
-            bind(mount["source"], mount["target"], mount.get("readOnly", False))
+        # Hold every source open before mounting anything: a volume mounted over a parent of the
+        # runner's state directory (an emptyDir at /tmp) would hide the sources of later mounts.
+        sources = [(os.open(m["source"], os.O_PATH), Path(m["source"]).is_dir()) for m in spec["mounts"]]
+        for (fd, is_dir), mount in zip(sources, spec["mounts"], strict=True):
+            bind(f"/proc/self/fd/{fd}", mount["target"], mount.get("readOnly", False), is_dir)
+            os.close(fd)
     if spec.get("workingDir"):
         Path(spec["workingDir"]).mkdir(parents=True, exist_ok=True)
         os.chdir(spec["workingDir"])
