@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", help="write drift.json + drift.html to this dir or s3:// prefix")
     drift_actions.add_parser("monitor", help="one scheduled run, configured by FERRY_* env")
     drift.set_defaults(func=_drift)
+    from ferry.rollout_cli import add_commands  # promote | abort | pause | resume infsvc/NAME
+
+    add_commands(commands)
     return parser
 
 

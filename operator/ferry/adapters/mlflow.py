@@ -94,9 +94,31 @@ class Registry:
         except RegistryRejected as error:
             if "RESOURCE_ALREADY_EXISTS" not in error.code:
                 raise
+        source, model_id = self.logged_model_source(source, run_id)
         version = self._call(self.client.create_model_version, model, source, run_id,
-                             tags={**tags, UID_TAG: uid}, description=description)
+                             tags={**tags, UID_TAG: uid}, description=description,
+                             model_id=model_id)
         return self._facts(version)
+
+    def logged_model_source(self, source: str, run_id: str | None) -> tuple[str, str | None]:
+        """(source, model id) to register. MLflow 3 keeps a model logged with ``name=`` as a
+        LoggedModel, not under the run's artifacts: ``runs:/<run>/<name>`` then resolves to
+        ``models:/<model id>``, as ``mlflow.register_model`` does; otherwise the version would
+        point at an empty folder and could not be served."""
+        if source.startswith("models:/m-"):
+            return source, source.removeprefix("models:/").split("/")[0]
+        if not source.startswith("runs:/") or not run_id:
+            return source, None
+        path = source.removeprefix(f"runs:/{run_id}/").strip("/")
+        files = self._call(self.client.list_artifacts, run_id, path)
+        if any(f.path.endswith("MLmodel") for f in files):
+            return source, None
+        experiment = self._call(self.client.get_run, run_id).info.experiment_id
+        logged = self._call(self.client.search_logged_models, [experiment],
+                            f"source_run_id = '{run_id}' AND name = '{path}'")
+        if not logged:
+            return source, None
+        return f"models:/{logged[0].model_id}", logged[0].model_id
 
     def set_tags(self, model: str, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():

@@ -91,6 +91,13 @@ def prometheus_config(pushgateway: str, file_sd: Path, static_targets: list[str]
             "scrape_configs": scrape}
 
 
+def pods_job(file_sd: Path, interval: str = "1s") -> dict:
+    """A fast job over a second file_sd file that a pod discovery keeps up to date (Debian's
+    Prometheus is built without Kubernetes service discovery)."""
+    return {"job_name": "pods", "scrape_interval": interval, "scrape_timeout": interval,
+            "file_sd_configs": [{"files": [str(file_sd)], "refresh_interval": interval}]}
+
+
 def client_env(s3_endpoint: str, mlflow_uri: str | None, prometheus: str | None,
                pushgateway: str | None) -> dict[str, str]:
     """What a client (boto3, mlflow, the operator) needs to reach the services."""
@@ -244,6 +251,26 @@ class DevServices:
         groups = json.loads(self.file_sd.read_text() or "[]")
         groups.append({"targets": targets, "labels": labels or {}})
         self.file_sd.write_text(json.dumps(groups))
+
+    @property
+    def pods_file_sd(self) -> Path:
+        return self.state_dir / "pods.json"
+
+    def scrape_pods(self, interval: str = "1s") -> Path:
+        """Add (once) the ``pods`` job and reload Prometheus; returns the file_sd file to write
+        pod targets into (``[{"targets": ["ip:port"], "labels": {"namespace": ..}}]``)."""
+        if not self.pods_file_sd.exists():
+            self.pods_file_sd.write_text("[]")
+        config_path = self.state_dir / "prometheus.yml"
+        config = yaml.safe_load(config_path.read_text())
+        job = pods_job(self.pods_file_sd, interval)
+        config["scrape_configs"] = [j for j in config["scrape_configs"]
+                                    if j["job_name"] != job["job_name"]] + [job]
+        config_path.write_text(yaml.safe_dump(config))
+        request = urllib.request.Request(f"{self.endpoints['prometheus']}/-/reload", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+        return self.pods_file_sd
 
     def env(self) -> dict[str, str]:
         return client_env(self.endpoints["s3"], self.endpoints.get("mlflow"),

@@ -18,8 +18,8 @@ from ferry.adapters.prometheus import Sample
 from ferry.api.inferenceservice import Analysis
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
-# Health probes and scrapes are requests too; only prediction traffic counts.
-NOT_PREDICTION_ROUTES = 'route!~".*(health|metrics).*"'
+# Health probes and scrapes are requests too; only prediction traffic counts (route templates).
+PREDICTION_ROUTES = 'route=~"/invocations|/v2/models/.+/infer"'
 EPSILON = 1e-6
 
 
@@ -49,14 +49,14 @@ def selector(target: Target, version: str) -> str:
 
 
 def error_rate_query(target: Target) -> str:
-    labels = f"{selector(target, target.version)},{NOT_PREDICTION_ROUTES}"
+    labels = f"{selector(target, target.version)},{PREDICTION_ROUTES}"
     window = target.interval
     return (f'(sum(rate(ferry_serve_requests_total{{{labels},code=~"5.."}}[{window}])) or vector(0))'
             f" / sum(rate(ferry_serve_requests_total{{{labels}}}[{window}]))")
 
 
 def latency_p99_query(target: Target) -> str:
-    labels = f"{selector(target, target.version)},{NOT_PREDICTION_ROUTES}"
+    labels = f"{selector(target, target.version)},{PREDICTION_ROUTES}"
     return ("histogram_quantile(0.99, sum by (le) "
             f"(rate(ferry_serve_request_duration_seconds_bucket{{{labels}}}[{target.interval}])))")
 

@@ -1,0 +1,446 @@
+"""InferenceService rollouts on the real control plane: `ferry serve` pods on the local runner
+answer real HTTP, real Prometheus scrapes them, real MLflow holds the models and the aliases."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ferry.adapters.mlflow import Registry
+from ferry.status import find_condition
+from support.cluster import create_namespace, start_operator
+from support.metrics import sample_total
+from support.serving import PodDiscovery, Traffic, predict, ready_addresses
+from support.waiting import wait_for
+
+GATEWAY_CRDS = Path(__file__).parent / "gateway-api"
+
+
+@pytest.fixture(scope="module")
+def scraped(cluster, services):
+    """Prometheus scrapes the cluster's annotated serving pods at their pod IPs, every second."""
+    discovery = PodDiscovery(cluster.api_client, services.scrape_pods()).start()
+    yield services
+    discovery.stop()
+
+
+@pytest.fixture(scope="module")
+def runs(services) -> dict[str, str]:
+    """Three real MLflow models: y = 2·x0 and y = 3·x0 (scikit-learn), and a flaky pyfunc that
+    fails on every row with x0 > 0 (half of the test traffic). Values are the logged models'
+    URIs (``models:/m-…``; MLflow 3 keeps a logged model's files there, not under the run)."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LinearRegression
+
+    class Flaky(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            if (model_input["x0"] > 0).any():
+                raise RuntimeError("flaky model: cannot score positive x0")
+            return model_input["x0"] * 3
+
+    previous = {k: os.environ.get(k) for k in services.env()}
+    os.environ.update(services.env())
+    try:
+        mlflow.set_tracking_uri(services.endpoints["mlflow"])
+        mlflow.set_experiment("inferenceservice-tests")
+        rng = np.random.default_rng(7)
+        frame = pd.DataFrame({"x0": rng.normal(size=64), "x1": rng.normal(size=64)})
+        found = {}
+        for name, factor in (("double", 2.0), ("triple", 3.0)):
+            model = LinearRegression().fit(frame, frame["x0"] * factor)
+            with mlflow.start_run(run_name=name):
+                found[name] = mlflow.sklearn.log_model(
+                    model, name="model", signature=infer_signature(frame, frame["x0"])).model_uri
+        with mlflow.start_run(run_name="flaky"):
+            found["flaky"] = mlflow.pyfunc.log_model(
+                name="model", python_model=Flaky(),
+                signature=infer_signature(frame, frame["x0"])).model_uri
+        return found
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def apply(cluster, *objects):
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
+
+
+def model_version(namespace, name, model, source, **spec):
+    return {"apiVersion": "ferry.dev/v1alpha1", "kind": "ModelVersion",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"modelName": model, "source": source, **spec}}
+
+
+def inference_service(namespace, name, model, **spec):
+    return {"apiVersion": "ferry.dev/v1alpha1", "kind": "InferenceService",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"model": model, **spec}}
+
+
+def get(cluster, namespace, kind, name):
+    return json.loads(cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout)
+
+
+def infsvc(cluster, namespace, name):
+    return get(cluster, namespace, "inferenceservice.ferry.dev", name)
+
+
+def status_of(cluster, namespace, name):
+    return infsvc(cluster, namespace, name).get("status") or {}
+
+
+def registered(cluster, namespace, name, version, timeout=90):
+    """Apply order decides MLflow version numbers: wait for each before the next."""
+    found = wait_for(lambda: (get(cluster, namespace, "modelversion.ferry.dev", name)
+                              .get("status", {}).get("mlflowVersion")),
+                     timeout=timeout, message=f"{name} registered")
+    assert found == version
+    return found
+
+
+def healthy_on(cluster, namespace, name, model_version, timeout=150):
+    return wait_for(lambda: (s := status_of(cluster, namespace, name)).get("phase") == "Healthy"
+                    and s.get("stableVersion") == model_version and s,
+                    timeout=timeout, message=f"{name} Healthy on {model_version}")
+
+
+def event_reasons(cluster, namespace, name) -> list[str]:
+    items = json.loads(cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
+                                       f"involvedObject.name={name}", "-o", "json").stdout)["items"]
+    return [e["reason"] for e in sorted(items, key=lambda e: e.get("firstTimestamp") or "")
+            for _ in range(e.get("count") or 1)]
+
+
+def alias(services, model, name):
+    facts = Registry(services.endpoints["mlflow"]).version_by_alias(model, name)
+    return facts.version if facts else None
+
+
+def patch_spec(cluster, namespace, name, spec):
+    cluster.kubectl("patch", "inferenceservice.ferry.dev", name, "-n", namespace, "--type=merge",
+                    "-p", json.dumps({"spec": spec}))
+
+
+def ferry(cluster, *args):
+    subprocess.run([sys.executable, "-m", "ferry", *args, "--kubeconfig", cluster.kubeconfig],
+                   check=True, capture_output=True)
+
+
+def deployment_uids(cluster, namespace, name):
+    items = json.loads(cluster.kubectl("get", "deployments", "-n", namespace, "-l",
+                                       f"ferry.dev/inferenceservice={name}", "-o",
+                                       "json").stdout)["items"]
+    return {d["metadata"]["name"]: d["metadata"]["uid"] for d in items}
+
+
+CANARY_ANALYSIS = {"interval": "4s", "failureLimit": 0, "maxErrorRate": 0.05,
+                   "maxLatencyP99Seconds": 3}
+
+
+# --- canary ------------------------------------------------------------------------------------
+
+
+def test_canary_of_a_good_model_goes_through_every_step_and_moves_champion(
+        cluster, namespace, operator, scraped, runs):
+    services = scraped
+    model = f"fraud-{namespace}"
+    apply(cluster, model_version(namespace, "fraud-1", model, runs["double"]))
+    registered(cluster, namespace, "fraud-1", "1")
+    apply(cluster, inference_service(namespace, "fraud", {"modelVersion": "fraud-1"}, replicas=2,
+                                     strategy={"canary": {
+                                         "steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}],
+                                         "analysis": CANARY_ANALYSIS}}))
+    stable = healthy_on(cluster, namespace, "fraud", "fraud-1")
+    assert stable["url"] == f"http://fraud.{namespace}.svc.cluster.local"
+    assert alias(services, model, "champion") == "1"
+    with Traffic(cluster.api_client, namespace, "fraud") as traffic:
+        wait_for(lambda: len(traffic.answers) > 10, timeout=30, message="traffic flows")
+        assert {a.prediction for a in traffic.answers if a.code == 200} == {2.0, -2.0}
+        apply(cluster, model_version(namespace, "fraud-2", model, runs["triple"]))
+        registered(cluster, namespace, "fraud-2", "2")
+        patch_spec(cluster, namespace, "fraud", {"model": {"modelVersion": "fraud-2"}})
+        seen = set()
+
+        def promoted():
+            status = status_of(cluster, namespace, "fraud")
+            if status.get("canaryVersion"):
+                seen.add((status.get("currentStep"), status.get("canaryWeight")))
+                if alias(services, model, "challenger") == "2":
+                    seen.add("challenger")
+            return status.get("stableVersion") == "fraud-2" and status.get("phase") == "Healthy" \
+                and status
+        final = wait_for(promoted, timeout=180, interval=0.5, message="canary promoted")
+    assert (0, 50) in seen and (1, 50) in seen, seen
+    assert "challenger" in seen, "the canary holds the challenger alias while it runs"
+    assert alias(services, model, "champion") == "2"
+    assert alias(services, model, "challenger") is None
+    assert {r["verdict"] for r in final["analysis"]} == {"Passed"}
+    assert {r["name"] for r in final["analysis"]} == {"errorRate", "latencyP99"}
+    reasons = event_reasons(cluster, namespace, "fraud")
+    assert reasons.count("StepCompleted") == 2 and "Promoted" in reasons
+    assert "RolledBack" not in reasons
+    codes = [a.code for a in traffic.answers]
+    assert set(codes) <= {200, 0}, f"no request failed with an HTTP error: {set(codes)}"
+    assert codes.count(0) <= 0.03 * len(codes), "only a pod going away refuses a connection"
+    assert 3.0 in {a.prediction for a in traffic.answers}, "the canary served real traffic"
+    wait_for(lambda: set(deployment_uids(cluster, namespace, "fraud")) == {"fraud-fraud-2"},
+             timeout=60, message="the old version's Deployment removed")
+    mv = get(cluster, namespace, "modelversion.ferry.dev", "fraud-2")
+    wait_for(lambda: get(cluster, namespace, "modelversion.ferry.dev", "fraud-2")["status"]
+             .get("phase") == "Serving", timeout=60, message="fraud-2 Serving")
+    assert mv["metadata"]["name"] == "fraud-2"
+
+
+def test_canary_of_a_bad_model_is_rolled_back_and_stable_traffic_never_stops(
+        cluster, namespace, operator, scraped, runs):
+    services = scraped
+    model = f"bad-{namespace}"
+    apply(cluster, model_version(namespace, "bad-1", model, runs["double"]))
+    registered(cluster, namespace, "bad-1", "1")
+    apply(cluster, inference_service(namespace, "svc", {"modelVersion": "bad-1"}, replicas=2,
+                                     strategy={"canary": {
+                                         "steps": [{"setWeight": 50}, {"pause": {}}],
+                                         "analysis": CANARY_ANALYSIS}}))
+    healthy_on(cluster, namespace, "svc", "bad-1")
+    with Traffic(cluster.api_client, namespace, "svc") as traffic:
+        wait_for(lambda: len(traffic.answers) > 10, timeout=30, message="traffic flows")
+        started = time.monotonic()
+        apply(cluster, model_version(namespace, "bad-2", model, runs["flaky"]))
+        registered(cluster, namespace, "bad-2", "2")
+        patch_spec(cluster, namespace, "svc", {"model": {"modelVersion": "bad-2"}})
+        rolled_back = wait_for(
+            lambda: (s := status_of(cluster, namespace, "svc")).get("phase") == "RolledBack" and s,
+            timeout=180, interval=0.5, message="canary rolled back")
+        back = time.monotonic()
+        wait_for(lambda: ready_addresses(cluster.api_client, namespace, "svc-canary") == [],
+                 timeout=30, message="canary out of the Service")
+        wait_for(lambda: len(traffic.since(back)) > 20, timeout=30, message="traffic after")
+        ended = time.monotonic()
+    assert any(a.code == 500 for a in traffic.since(started)), "the flaky canary got traffic"
+    assert traffic.longest_gap_without_success(started, ended) < 5, "stable traffic never stops"
+    assert rolled_back["stableVersion"] == "bad-1" and not rolled_back.get("canaryVersion")
+    failed = [r for r in rolled_back["analysis"] if r["verdict"] == "Failed"]
+    assert [r["name"] for r in failed] == ["errorRate"] and failed[0]["value"] > 0.05
+    assert "errorRate" in rolled_back["message"]
+    assert find_condition(rolled_back["conditions"], "Ready")["status"] == "True"
+    assert alias(services, model, "champion") == "1"
+    assert alias(services, model, "challenger") is None
+    canary = get(cluster, namespace, "deployment", "svc-bad-2")
+    assert canary["spec"]["replicas"] == 0
+    assert "RolledBack" in event_reasons(cluster, namespace, "svc")
+    # The spec still names bad-2: it is not tried again.
+    assert status_of(cluster, namespace, "svc")["phase"] == "RolledBack"
+
+
+def test_prometheus_down_holds_the_canary_and_it_resumes_when_back(
+        cluster, namespace, operator, scraped, runs):
+    services = scraped
+    prometheus = next(s for s in services.services if s.name == "prometheus")
+    model = f"prom-{namespace}"
+    apply(cluster, model_version(namespace, "p-1", model, runs["double"]))
+    registered(cluster, namespace, "p-1", "1")
+    apply(cluster, inference_service(namespace, "held", {"modelVersion": "p-1"}, replicas=2,
+                                     strategy={"canary": {"steps": [{"setWeight": 50}],
+                                                          "analysis": CANARY_ANALYSIS}}))
+    healthy_on(cluster, namespace, "held", "p-1")
+    with Traffic(cluster.api_client, namespace, "held"):
+        apply(cluster, model_version(namespace, "p-2", model, runs["triple"]))
+        registered(cluster, namespace, "p-2", "2")
+        patch_spec(cluster, namespace, "held", {"model": {"modelVersion": "p-2"}})
+        wait_for(lambda: status_of(cluster, namespace, "held").get("rollout", {})
+                 .get("stepReadyAt"), timeout=120, message="canary ready at its step")
+        prometheus.stop()
+        try:
+            held = wait_for(
+                lambda: (s := status_of(cluster, namespace, "held")).get("phase") == "Paused"
+                and s["analysis"][0]["verdict"] == "Inconclusive" and s,
+                timeout=60, message="analysis inconclusive")
+            first = held["rollout"]["lastAnalysisAt"]
+            # Two more measurements while Prometheus is down: still held, never promoted.
+            again = wait_for(
+                lambda: (s := status_of(cluster, namespace, "held"))["rollout"].get(
+                    "lastAnalysisAt", first) > first and s, timeout=30,
+                message="another inconclusive measurement")
+            assert again["phase"] == "Paused" and again["stableVersion"] == "p-1"
+            assert again["canaryVersion"] == "p-2" and again["currentStep"] == 0
+            assert "Prometheus unavailable" in again["analysis"][0]["message"]
+            assert alias(services, model, "champion") == "1"
+        finally:
+            prometheus.start()
+        healthy_on(cluster, namespace, "held", "p-2", timeout=120)
+    reasons = event_reasons(cluster, namespace, "held")
+    assert "AnalysisInconclusive" in reasons and "AnalysisResumed" in reasons
+    assert alias(services, model, "champion") == "2"
+
+
+def test_killing_the_operator_mid_canary_resumes_at_the_same_step(cluster, services, scraped,
+                                                                  runs, tmp_path):
+    namespace = create_namespace(cluster, "is")
+    env = {**services.env(), "FERRY_LEASE_NAME": f"ferry-{namespace}"}
+    first = start_operator(cluster, tmp_path, namespace, **env)
+    second = None
+    try:
+        model = f"kill-{namespace}"
+        apply(cluster, model_version(namespace, "k-1", model, runs["double"]))
+        registered(cluster, namespace, "k-1", "1")
+        apply(cluster, inference_service(namespace, "api", {"modelVersion": "k-1"}, replicas=2,
+                                         strategy={"canary": {"steps": [
+                                             {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]}}))
+        healthy_on(cluster, namespace, "api", "k-1")
+        apply(cluster, model_version(namespace, "k-2", model, runs["triple"]))
+        registered(cluster, namespace, "k-2", "2")
+        patch_spec(cluster, namespace, "api", {"model": {"modelVersion": "k-2"}})
+        paused = wait_for(lambda: (s := status_of(cluster, namespace, "api")).get("phase")
+                          == "Paused" and s, timeout=150, message="paused at step 2")
+        assert paused["currentStep"] == 1 and paused["canaryWeight"] == 50
+        children = deployment_uids(cluster, namespace, "api")
+        first.stop(signal.SIGKILL)
+        second = start_operator(cluster, tmp_path, namespace, **env)
+        wait_for(lambda: sample_total(second.metrics(), "ferry_reconcile_total",
+                                      kind="InferenceService", result="success") >= 2,
+                 timeout=60, message="the new operator reconciled the service")
+        resumed = status_of(cluster, namespace, "api")
+        assert resumed["phase"] == "Paused" and resumed["currentStep"] == 1
+        assert resumed["rollout"]["stepStartedAt"] == paused["rollout"]["stepStartedAt"]
+        assert deployment_uids(cluster, namespace, "api") == children, "nothing recreated"
+        ferry(cluster, "promote", "infsvc/api", "-n", namespace)
+        assert infsvc(cluster, namespace, "api")["spec"]["rollout"]["promote"] == "k-2"
+        healthy_on(cluster, namespace, "api", "k-2")
+        reasons = event_reasons(cluster, namespace, "api")
+        assert reasons.count("RolloutStarted") == 1 and reasons.count("Promoted") == 1
+    finally:
+        for handle in (first, second):
+            if handle is not None:
+                handle.stop(signal.SIGKILL)
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_latest_approved_rolls_out_a_newly_approved_version_without_a_spec_change(
+        cluster, namespace, operator, scraped, runs):
+    services = scraped
+    model = f"cd-{namespace}"
+    apply(cluster, model_version(namespace, "cd-1", model, runs["double"]))
+    registered(cluster, namespace, "cd-1", "1")
+    apply(cluster, inference_service(namespace, "cd", {"modelName": model,
+                                                       "policy": "latestApproved"},
+                                     replicas=1, strategy={"canary": {"steps": [{"setWeight": 50}]}}))
+    healthy_on(cluster, namespace, "cd", "cd-1")
+    apply(cluster, model_version(namespace, "cd-2", model, runs["triple"],
+                                 approval={"required": True}))
+    registered(cluster, namespace, "cd-2", "2")
+    wait_for(lambda: get(cluster, namespace, "modelversion.ferry.dev", "cd-2")["status"]
+             .get("phase") == "AwaitingApproval", timeout=60, message="cd-2 awaits approval")
+    assert status_of(cluster, namespace, "cd").get("canaryVersion") is None
+    ferry(cluster, "approve", "mv/cd-2", "--by", "alice", "-n", namespace)
+    started = wait_for(lambda: (s := status_of(cluster, namespace, "cd")).get("canaryVersion")
+                       == "cd-2" or s.get("stableVersion") == "cd-2", timeout=60,
+                       message="canary of cd-2 started")
+    assert started
+    healthy_on(cluster, namespace, "cd", "cd-2")
+    assert infsvc(cluster, namespace, "cd")["metadata"]["generation"] == 1, "spec untouched"
+    assert alias(services, model, "champion") == "2"
+
+
+# --- blue-green --------------------------------------------------------------------------------
+
+
+def test_blue_green_previews_switches_atomically_and_rolls_back_instantly(
+        cluster, namespace, operator, scraped, runs):
+    model = f"bg-{namespace}"
+    apply(cluster, model_version(namespace, "blue", model, runs["double"]))
+    registered(cluster, namespace, "blue", "1")
+    apply(cluster, inference_service(namespace, "web", {"modelVersion": "blue"}, replicas=1,
+                                     strategy={"blueGreen": {"scaleDownDelaySeconds": 300}}))
+    healthy_on(cluster, namespace, "web", "blue")
+    apply(cluster, model_version(namespace, "green", model, runs["triple"]))
+    registered(cluster, namespace, "green", "2")
+    patch_spec(cluster, namespace, "web", {"model": {"modelVersion": "green"}})
+    wait_for(lambda: status_of(cluster, namespace, "web").get("phase") == "Paused",
+             timeout=150, message="preview ready, awaiting promotion")
+    preview = ready_addresses(cluster.api_client, namespace, "web-preview")
+    active = ready_addresses(cluster.api_client, namespace, "web")
+    assert preview and active and set(preview).isdisjoint(active)
+    assert predict(preview[0], 1.0) == (200, 3.0), "the preview serves the new model"
+    assert predict(active[0], 1.0) == (200, 2.0), "clients still get the old one"
+    blue_pods = active
+
+    ferry(cluster, "promote", "infsvc/web", "-n", namespace)
+    wait_for(lambda: get(cluster, namespace, "service", "web")["spec"]["selector"].get(
+        "ferry.dev/model-version") == "green", timeout=60, message="active Service switched")
+    switched = healthy_on(cluster, namespace, "web", "green")
+    assert switched["rollout"]["previous"]["modelVersion"] == "blue", "old colour kept"
+    wait_for(lambda: ready_addresses(cluster.api_client, namespace, "web") == preview,
+             timeout=30, message="endpoints are the former preview pods")
+    assert predict(preview[0], 1.0) == (200, 3.0)
+
+    # Rollback = revert the one field in Git: blue is still warm, so it is instant.
+    patch_spec(cluster, namespace, "web", {"model": {"modelVersion": "blue"}})
+    wait_for(lambda: get(cluster, namespace, "service", "web")["spec"]["selector"].get(
+        "ferry.dev/model-version") == "blue", timeout=30, message="switched back")
+    wait_for(lambda: ready_addresses(cluster.api_client, namespace, "web") == blue_pods,
+             timeout=30, message="the old colour's pods, still running, serve again")
+    assert predict(blue_pods[0], 1.0) == (200, 2.0)
+    assert "SwitchedBack" in event_reasons(cluster, namespace, "web")
+
+
+# --- HTTPRoute ---------------------------------------------------------------------------------
+
+
+def test_httproute_weights_match_each_canary_step(cluster, namespace, operator, scraped, runs):
+    cluster.kubectl("apply", "-f", str(GATEWAY_CRDS / "httproutes.yaml"))
+    wait_for(lambda: cluster.kubectl("get", "httproutes.gateway.networking.k8s.io", "-A",
+                                     check=False).returncode == 0, timeout=30,
+             message="HTTPRoute CRD served")
+    model = f"gw-{namespace}"
+    apply(cluster, model_version(namespace, "gw-1", model, runs["double"]))
+    registered(cluster, namespace, "gw-1", "1")
+    steps = [{"setWeight": 20}, {"pause": {"duration": "2s"}}, {"setWeight": 60},
+             {"pause": {"duration": "2s"}}]
+    apply(cluster, inference_service(namespace, "gw", {"modelVersion": "gw-1"}, replicas=2,
+                                     traffic={"gatewayRef": {"name": "public",
+                                                             "namespace": "infra"}},
+                                     strategy={"canary": {"steps": steps}}))
+    healthy_on(cluster, namespace, "gw", "gw-1")
+
+    def route_weights():
+        route = get(cluster, namespace, "httproutes.gateway.networking.k8s.io", "gw")
+        return {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
+
+    assert route_weights() == {"gw": 100}
+    apply(cluster, model_version(namespace, "gw-2", model, runs["triple"]))
+    registered(cluster, namespace, "gw-2", "2")
+    patch_spec(cluster, namespace, "gw", {"model": {"modelVersion": "gw-2"}})
+    observed = []
+
+    def promoted():
+        status = status_of(cluster, namespace, "gw")
+        weights = route_weights()
+        if status.get("canaryVersion") and status.get("canaryWeight") is not None:
+            observed.append((status["canaryWeight"], weights))
+        return status.get("stableVersion") == "gw-2" and status.get("phase") == "Healthy"
+    wait_for(promoted, timeout=180, interval=0.3, message="promoted through the gateway")
+    pairs = {(w, weights.get("gw-canary"), weights.get("gw")) for w, weights in observed}
+    assert (20, 20, 80) in pairs and (60, 60, 40) in pairs, pairs
+    assert all(stable + canary == 100 for _, canary, stable in pairs if canary is not None)
+    route = get(cluster, namespace, "httproutes.gateway.networking.k8s.io", "gw")
+    assert route["spec"]["parentRefs"][0]["name"] == "public"
+    assert route_weights() == {"gw": 100}
+    canary = get(cluster, namespace, "deployment", "gw-gw-2")
+    assert canary["spec"]["replicas"] == 2
