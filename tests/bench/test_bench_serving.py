@@ -3,9 +3,10 @@
 Models: a 100-tree RandomForest and a LogisticRegression on 20 float features (scikit-learn,
 saved as MLflow pyfunc models). Load: wrk (Debian's; installed with apt-get when missing), one
 thread, 1/8/32 connections, 1-row and 32-row ``dataframe_split`` bodies, ``BENCH_SECONDS`` (5) per
-point after a warm-up. Also: start-up (launch → ``/ping`` 200) and the RSS of the server's whole
-process tree, idle and after the load. Asserts only that the answers equal the model's own
-``predict`` (also under concurrency, where ferry batches requests) and that no request failed.
+point after a warm-up. Also: start-up (launch → ``/ping`` 200) and the memory of the server's whole
+process tree (RSS idle and after the load; private memory, USS, after the load). Asserts only that
+the answers equal the model's own ``predict`` (also under concurrency, where ferry batches
+requests) and that no request failed.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ def ensure_wrk() -> str:
     return found
 
 
-def tree_rss_mb(pid: int) -> float:
-    """VmRSS summed over a process and all its descendants (as the peer figures were taken)."""
+def tree_memory_mb(pid: int) -> tuple[float, float]:
+    """(RSS, USS) in MiB summed over a process and all its descendants. RSS is how the peer figures
+    were taken (shared library pages count once per process); USS counts private pages only."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -72,15 +74,18 @@ def tree_rss_mb(pid: int) -> float:
         children = [child for child, ppid in parents.items() if ppid == parent and child not in tree]
         tree.update(children)
         frontier += children
-    total = 0.0
+    rss = uss = 0.0
     for member in tree:
         try:
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
+            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key == "Rss":
+                    rss += int(value.split()[0]) / 1024
+                elif key in ("Private_Clean", "Private_Dirty"):
+                    uss += int(value.split()[0]) / 1024
         except OSError:
             continue
-    return total
+    return rss, uss
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +222,7 @@ def test_bench_serving(models, tmp_path):
                 wait_ping(url, process, log)
                 startup = time.monotonic() - launched
                 checked = check_answers(url, model_path, body_files)
-                idle_rss = tree_rss_mb(process.pid)
+                idle_rss, _ = tree_memory_mb(process.pid)
                 wrk(binary, script, body_files[1], url, 8, 2)  # warm-up
                 for rows in ROWS:
                     for connections in CONNECTIONS:
@@ -227,11 +232,12 @@ def test_bench_serving(models, tmp_path):
                         print(f"BENCH serve model={model_name} server={kind} rows={rows} "
                               f"conns={connections} rps={point['rps']:.1f} p50_ms={point['p50_ms']:.1f} "
                               f"p99_ms={point['p99_ms']:.1f}", flush=True)
-                loaded_rss = tree_rss_mb(process.pid)
-                results[(model_name, kind)] = {"startup": startup, "idle": idle_rss, "loaded": loaded_rss}
+                loaded_rss, loaded_uss = tree_memory_mb(process.pid)
+                results[(model_name, kind)] = {"startup": startup, "idle": idle_rss, "loaded": loaded_rss,
+                                               "uss": loaded_uss}
                 print(f"BENCH serve model={model_name} server={kind} startup_s={startup:.1f} "
                       f"rss_idle_mib={idle_rss:.0f} rss_after_load_mib={loaded_rss:.0f} "
-                      f"answers_checked_rows={checked}", flush=True)
+                      f"uss_after_load_mib={loaded_uss:.0f} answers_checked_rows={checked}", flush=True)
             finally:
                 stop(process)
     for model_name in models:
@@ -242,5 +248,6 @@ def test_bench_serving(models, tmp_path):
                   f"{peer['p99_ms']:.0f} ms")
         ferry, peer = results[(model_name, "ferry")], results[(model_name, "mlflow")]
         print(f"BENCH serve model={model_name} ferry/mlflow: RSS {ferry['loaded']:.0f} vs "
-              f"{peer['loaded']:.0f} MiB ({ferry['loaded'] / peer['loaded']:.0%}), start-up "
-              f"{ferry['startup']:.1f} vs {peer['startup']:.1f} s")
+              f"{peer['loaded']:.0f} MiB ({ferry['loaded'] / peer['loaded']:.0%}), private (USS) "
+              f"{ferry['uss']:.0f} vs {peer['uss']:.0f} MiB ({ferry['uss'] / peer['uss']:.0%}), "
+              f"start-up {ferry['startup']:.1f} vs {peer['startup']:.1f} s")
