@@ -135,3 +135,11 @@ def test_batch_rows_wake_the_writer_and_close_flushes_the_rest():
     log.offer(block([[5.0, 6.0]]), np.array([1]))                   # below batch_rows: only at close
     log.close()
     assert counts["written"] == 3 and len(store.objects) == 2
+
+
+def test_rows_arrow_cannot_convert_are_dropped_and_counted():
+    log, counts = prediction_log(FakeStore())
+    odd = pd.DataFrame({"a": [object()]})
+    log.offer(Frame("frame", odd, ("a",), 1), np.array([1]))
+    assert log.flush() == 0
+    assert counts == {"written": 0, "dropped": 1}

@@ -158,8 +158,15 @@ class PredictionLog:
             self._rows = 0
         if not entries:
             return 0
+        try:
+            tables = combine(entries, self.version)
+        except Exception as error:  # noqa: BLE001 - e.g. values Arrow cannot type; serving goes on
+            rows = sum(frame.rows for frame, _, _ in entries)
+            log.warning("prediction log could not convert %d rows: %s", rows, error)
+            self._on_dropped(rows)
+            return 0
         written = 0
-        for table in combine(entries, self.version):
+        for table in tables:
             first_ms = int(table.column("ferry_timestamp")[0].value)
             self._seq += 1
             key = object_key(self.prefix, self.version, self.hostname, first_ms, self._seq)
