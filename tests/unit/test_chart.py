@@ -174,7 +174,8 @@ def test_monitoring_objects():
     assert set(alerts) == {"FerryReconcileErrors", "FerryRolloutRolledBack", "FerryDriftDetected",
                            "FerryFeaturesStale"}
     assert "{{ $labels.kind }}" in alerts["FerryReconcileErrors"]["annotations"]["summary"]
-    assert alerts["FerryDriftDetected"]["expr"].endswith("> 0.2")
+    assert alerts["FerryDriftDetected"]["expr"] == (
+        "max by (namespace, inferenceservice) (ferry_drift_detected) == 1")
     policy = one(objects, "NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     assert policy["spec"]["ingress"][0]["ports"] == [{"port": "metrics", "protocol": "TCP"}]
