@@ -229,8 +229,8 @@ def test_canary_of_a_bad_model_is_rolled_back_and_stable_traffic_never_stops(
             lambda: (s := status_of(cluster, namespace, "svc")).get("phase") == "RolledBack" and s,
             timeout=180, interval=0.5, message="canary rolled back")
         back = time.monotonic()
-        wait_for(lambda: ready_addresses(cluster.api_client, namespace, "svc-canary") == [],
-                 timeout=30, message="canary out of the Service")
+        wait_for(lambda: get(cluster, namespace, "service", "svc")["spec"]["selector"].get(
+            "ferry.dev/model-version") == "bad-1", timeout=30, message="canary out of the Service")
         wait_for(lambda: len(traffic.since(back)) > 20, timeout=30, message="traffic after")
         ended = time.monotonic()
     assert any(a.code == 500 for a in traffic.since(started)), "the flaky canary got traffic"

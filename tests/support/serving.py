@@ -3,13 +3,14 @@
 There is no kube-proxy on the local control plane, and the apiserver refuses EndpointSlices with the
 local runner's loopback pod IPs, so the client resolves a Service the way the EndpointSlice
 controller does: the pods its selector matches that are Ready, at the port its ``targetPort``
-names (refreshed every half second); each request goes to the next address. Every answer is
+names (refreshed every half second); each request goes to a random one, as kube-proxy does. Every answer is
 recorded with its time, status code and prediction.
 """
 
 from __future__ import annotations
 
 import itertools
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -77,7 +78,6 @@ class Traffic:
         addresses: list[str] = []
         refreshed = 0.0
         cycle = itertools.cycle(self.inputs)
-        turn = itertools.count()
         while not self._stop.is_set():
             if time.monotonic() - refreshed > 0.5:
                 try:
@@ -86,7 +86,7 @@ class Traffic:
                     pass
                 refreshed = time.monotonic()
             if addresses:
-                address = addresses[next(turn) % len(addresses)]
+                address = random.choice(addresses)
                 try:
                     code, value = predict(address, next(cycle))
                 except requests.RequestException:

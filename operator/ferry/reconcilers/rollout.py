@@ -345,7 +345,7 @@ class Machine:
             state.step_ready_at = iso(self.now)
         if step.pause is not None and step.pause.duration is None:
             return self.status("Paused", "AwaitingPromotion",
-                               f"{label}: paused until promoted (ferry promote)", None)
+                               f"{label}: paused until promoted (ferry promote)")
         if step.pause is not None and self.now < parse(state.step_started_at) + timedelta(
                 seconds=duration_seconds(step.pause.duration)):
             return self.status("Progressing", "Pausing", f"{label}: pause {step.pause.duration}")
@@ -372,7 +372,7 @@ class Machine:
             state.promoting = True
             return self.promote()
         self.status("Paused", "AwaitingPromotion",
-                    f"preview {state.candidate.model_version} is ready; promote to switch", None)
+                    f"preview {state.candidate.model_version} is ready; promote to switch")
 
     def shadow_step(self) -> None:
         state, seen = self.state, self.seen
@@ -394,7 +394,7 @@ class Machine:
             state.promoting = True
             return self.promote()
         self.status("Paused", "AwaitingPromotion",
-                    f"shadow {state.candidate.model_version} passed; promote to serve it", None)
+                    f"shadow {state.candidate.model_version} passed; promote to serve it")
 
     def promote(self) -> None:
         """Scale the candidate to full size, then make it the stable version in one update."""
