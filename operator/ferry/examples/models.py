@@ -159,10 +159,12 @@ class TorchMLP:
     def log_model(self, run_id: str, scaler, columns: list[str], signature) -> None:
         layers = [(m.weight.detach().cpu().numpy().T, m.bias.detach().cpu().numpy())
                   for m in self.net if hasattr(m, "weight")]
-        mlflow.pyfunc.log_model(name="model", run_id=run_id, signature=signature,
-                                python_model=NumpyMLP(columns, scaler.mean_,
-                                                      scaler.scale_, layers),
-                                pip_requirements=[f"numpy=={np.__version__}", "pandas"])
+        # Model.log, unlike pyfunc.log_model, logs into a given run without making it active.
+        from mlflow.models import Model
+
+        Model.log(artifact_path=None, name="model", flavor=mlflow.pyfunc, run_id=run_id,
+                  python_model=NumpyMLP(columns, scaler.mean_, scaler.scale_, layers),
+                  signature=signature, pip_requirements=[f"numpy=={np.__version__}", "pandas"])
 
     def close(self) -> None:
         if self.world.size > 1 and self.torch.distributed.is_initialized():
