@@ -35,7 +35,9 @@ def test_env_settings_and_flags_winning():
            "FERRY_PREDICTION_LOG_URI": "s3://logs/fraud/", "FERRY_PREDICTION_SAMPLE_RATE": "0.5",
            "FERRY_PREDICTION_LOG_BATCH_ROWS": "10", "FERRY_PREDICTION_LOG_FLUSH_SECONDS": "0.5",
            "FERRY_PREDICTION_LOG_MAX_ROWS": "20", "FERRY_PREDICTION_BUCKETS": "1, 0.5,0.5",
-           "FERRY_MIRROR_URL": "http://127.0.0.9:8080/", "FERRY_MIRROR_PERCENT": "25"}
+           "FERRY_MIRROR_URL": "http://127.0.0.9:8080/", "FERRY_MIRROR_PERCENT": "25",
+           "FERRY_SHUTDOWN_DELAY_SECONDS": "5", "FERRY_SHUTDOWN_TIMEOUT_SECONDS": "20",
+           "FERRY_MAX_BATCH_ROWS": "1"}
     config = ServeConfig.from_env(env)
     assert (config.host, config.port, config.model_name, config.model_version) == (
         "127.0.0.7", 9000, "fraud-svc", "4")
@@ -44,6 +46,8 @@ def test_env_settings_and_flags_winning():
             config.prediction_log_flush_seconds, config.prediction_log_max_rows) == (0.5, 10, 0.5, 20)
     assert config.prediction_buckets == (0.5, 1.0)
     assert (config.mirror_url, config.mirror_percent) == ("http://127.0.0.9:8080", 25.0)
+    assert (config.shutdown_delay_seconds, config.shutdown_timeout_seconds, config.max_batch_rows) == (
+        5.0, 20.0, 1)
     flagged = ServeConfig.from_env(env, model_uri="runs:/r1/m", host="127.0.0.1", port=1234,
                                    model_name="x", model_version="9")
     assert (flagged.model_uri, flagged.host, flagged.port, flagged.model_name, flagged.model_version) == (

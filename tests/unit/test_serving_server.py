@@ -246,3 +246,22 @@ def test_mirroring_to_a_dead_candidate_counts_errors_and_drops():
     total = sum(mirrored.values())
     assert total == 5
     assert mirrored.get((("model", "fraud"), ("result", "error"), ("version", "3")), 0) >= 1
+
+
+def test_while_draining_readiness_fails_but_predictions_are_still_answered():
+    async def scenario(client):
+        server.draining = True
+        ready = [(await client.get(path)).status for path in ("/v2/health/ready", "/ping", "/health")]
+        live = (await client.get("/v2/health/live")).status
+        answer = await client.post("/invocations", json=SPLIT)
+        return ready, live, answer.status, await answer.json()
+
+    server = Server(config(), loader=loaded)
+
+    async def with_model(client):
+        await server.load()
+        return await scenario(client)
+
+    ready, live, status, answer = run(with_model, server)
+    assert ready == [503, 503, 503] and live == 200
+    assert status == 200 and answer == {"predictions": [1, 0]}

@@ -36,6 +36,7 @@ class ServeConfig:
     mirror_queue_size: int = 1000
     max_batch_rows: int = 4096
     shutdown_timeout_seconds: float = 30.0
+    shutdown_delay_seconds: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **flags) -> ServeConfig:
@@ -46,7 +47,7 @@ class ServeConfig:
         FERRY_PREDICTION_LOG_BATCH_ROWS, FERRY_PREDICTION_LOG_FLUSH_SECONDS,
         FERRY_PREDICTION_LOG_MAX_ROWS, FERRY_PREDICTION_BUCKETS, FERRY_MIRROR_URL,
         FERRY_MIRROR_PERCENT, FERRY_MIRROR_QUEUE_SIZE, FERRY_MAX_BATCH_ROWS,
-        FERRY_SHUTDOWN_TIMEOUT_SECONDS.
+        FERRY_SHUTDOWN_TIMEOUT_SECONDS, FERRY_SHUTDOWN_DELAY_SECONDS.
         """
         env = os.environ if env is None else env
 
@@ -93,6 +94,8 @@ class ServeConfig:
                                    "FERRY_MAX_BATCH_ROWS", int, 1, None),
             shutdown_timeout_seconds=_number(env.get("FERRY_SHUTDOWN_TIMEOUT_SECONDS") or 30,
                                              "FERRY_SHUTDOWN_TIMEOUT_SECONDS", float, 0, None),
+            shutdown_delay_seconds=_number(env.get("FERRY_SHUTDOWN_DELAY_SECONDS") or 0,
+                                           "FERRY_SHUTDOWN_DELAY_SECONDS", float, 0, None),
         )
 
 

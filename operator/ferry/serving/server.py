@@ -6,9 +6,11 @@ the ``Batcher``, so the loop stays responsive and concurrent requests share pred
 
 Lifecycle: the port opens first and the model loads in the background, so liveness answers at once
 and readiness (``/ping``, ``/health``, ``/v2/health/ready``) turns 200 only once the model is loaded;
-a load failure exits 1. SIGTERM/SIGINT: readiness turns 503, the listener closes, in-flight
-requests finish (up to FERRY_SHUTDOWN_TIMEOUT_SECONDS), queued mirror requests get a moment to go
-out, the prediction log is flushed, and the process exits 0.
+a load failure exits 1. SIGTERM/SIGINT: readiness turns 503 (predictions are still answered), after
+FERRY_SHUTDOWN_DELAY_SECONDS (default 0; a few seconds let Service endpoints drop the pod first,
+like a preStop sleep) the listener closes, in-flight requests finish (up to
+FERRY_SHUTDOWN_TIMEOUT_SECONDS), queued mirror requests get a moment to go out, the prediction log
+is flushed, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ class Server:
         body = await request.read()
         if self.mirror:
             self.mirror.offer(request.path, body, request.headers.get("Content-Type"))
-        if not self.ready:
+        if self.model is None:
             return _error_json(503, "the model is not loaded yet")
         try:
             frame = parse_invocations(body, request.headers.get("Content-Type"), self.model.inputs)
@@ -137,7 +139,7 @@ class Server:
         unknown = self._unknown_model(request)
         if unknown:
             return unknown
-        if not self.ready:
+        if self.model is None:
             return _v2_error(503, "the model is not loaded yet")
         try:
             frame, request_id = parse_v2_infer(body, self.model.inputs)
@@ -294,19 +296,21 @@ async def serve(config: ServeConfig, server: Server | None = None) -> int:
     loading = loop.create_task(server.load())
     stopping = loop.create_task(stop.wait())
     await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    exit_code = 0
-    if loading.done() and loading.exception() is not None:
-        exit_code = 1
-    else:
+    failed = loading.done() and loading.exception() is not None
+    if not failed:
         await stopping
-        log.info("shutting down: draining in-flight requests")
     server.draining = True
+    if not failed and config.shutdown_delay_seconds:
+        log.info("SIGTERM: not ready; serving %.0fs more until endpoints are updated",
+                 config.shutdown_delay_seconds)
+        await asyncio.sleep(config.shutdown_delay_seconds)
+    log.info("shutting down: draining in-flight requests")
     await runner.cleanup()
     if not loading.done():
         loading.cancel()
     await server.stop_background()
     log.info("stopped")
-    return exit_code
+    return 1 if failed else 0
 
 
 def run(config: ServeConfig) -> int:
