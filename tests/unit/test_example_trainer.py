@@ -278,3 +278,11 @@ def test_sigterm_mid_epoch_saves_the_batch_position(features, tmp_path):
     assert ck.Checkpoints(str(tmp_path), "any").latest() is None  # another fingerprint
     saved = json.loads((tmp_path / "latest.json").read_text())
     assert (saved["step"], saved["epoch"], saved["batch"]) == (0, 0, 0)
+
+
+def test_a_multi_worker_run_of_a_single_process_model_exits_2(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "ferry.examples.trainer", "--features",
+                             str(tmp_path)], capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "NNODES": "2", "NPROC_PER_NODE": "1"})
+    assert result.returncode == 2
+    assert "model 'logistic' trains in one process" in result.stderr

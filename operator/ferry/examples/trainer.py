@@ -246,15 +246,18 @@ def load_config(args: argparse.Namespace, env=os.environ) -> settings.TrainConfi
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    launch = torchrun_argv(dict(os.environ), argv)
     try:
         config = load_config(args)
         if not args.features:
             raise settings.ConfigError("no features: pass --features or set FERRY_FEATURES_URI")
+        if launch and config.model != "torch_mlp":
+            raise settings.ConfigError(f"model {config.model!r} trains in one process: use "
+                                       "workers: 1, or model torch_mlp for distributed training")
     except settings.ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    launch = torchrun_argv(dict(os.environ), argv)
-    if launch and config.model == "torch_mlp":
+    if launch:
         os.execv(launch[0], launch)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
