@@ -110,5 +110,7 @@ def test_structural_rewrites():
 
 
 def test_generated_files_are_yaml_documents_of_crds():
-    for path in (REPO / "crds").glob("*.yaml"):
+    files = sorted((REPO / "crds").glob("ferry.dev_*.yaml"))
+    assert len(files) == 4
+    for path in files:
         assert yaml.safe_load(path.read_text())["kind"] == "CustomResourceDefinition"
