@@ -65,15 +65,20 @@ def run_measured(argv: list[str], folder: Path,
     with open(out_path, "w") as out, open(err_path, "w") as err:
         process = subprocess.Popen(argv, stdout=out, stderr=err)
         deadline = started + timeout
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                process.kill()
-                pid, status, usage = os.wait4(process.pid, 0)
-                break
-            time.sleep(0.05)
+        try:
+            while True:
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.perf_counter() > deadline:
+                    process.kill()
+                    pid, status, usage = os.wait4(process.pid, 0)
+                    break
+                time.sleep(0.05)
+        except BaseException:  # interrupted (pytest-timeout, Ctrl-C): leave no contender behind
+            process.kill()
+            os.wait4(process.pid, 0)
+            raise
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     return wall, usage.ru_maxrss / 1024, out_path.read_text(), err_path.read_text(), \
@@ -196,6 +201,10 @@ def evidently_python() -> tuple[str | None, str]:
     return str(python), ""
 
 
+EVIDENTLY_TIMEOUT = 1700  # ~250 s on a quiet 2-core machine; several times that under load
+
+
+@pytest.mark.timeout(EVIDENTLY_TIMEOUT + 300)
 def test_evidently_data_drift_preset(datasets, tmp_path):
     reference, current = datasets
     python, why = evidently_python()
@@ -207,7 +216,11 @@ def test_evidently_data_drift_preset(datasets, tmp_path):
     script = tmp_path / "evidently_bench.py"
     script.write_text(EVIDENTLY_SCRIPT)
     wall, rss, stdout, stderr, code = run_measured([python, str(script), str(reference),
-                                                    str(current)], tmp_path, timeout=590)
+                                                    str(current)], tmp_path, EVIDENTLY_TIMEOUT)
+    if code == -9 and wall >= EVIDENTLY_TIMEOUT:
+        print(f"BENCH drift evidently {version}: did not finish within {wall:.0f}s (killed), "
+              f"peak RSS {rss:.0f} MiB so far")
+        return
     assert code == 0, stderr[-2000:]
     result = json.loads(stdout)
     assert result["scores"], "no ValueDrift metrics found in the snapshot"

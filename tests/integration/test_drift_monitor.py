@@ -87,7 +87,8 @@ def write_data(services, namespace: str) -> dict[str, str]:
     old = features(rng, 100, shift=0)
     store.write_parquet(f"s3://{BUCKET}/{object_key(log.prefix, 'fraud-1', 'pod-a', old_ms, 99)}",
                         log_table(Frame("frame", old, None, 100), np.zeros(100), "fraud-1", old_ms))
-    return {"reference": reference_uri, "logs": logs,
+    # The reference as ModelVersion lineage records it: the feature run's folder.
+    return {"reference": reference_uri.rsplit("/", 1)[0], "logs": logs,
             "reports": f"s3://{BUCKET}/drift/{namespace}/fraud"}
 
 

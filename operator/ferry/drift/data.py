@@ -37,12 +37,13 @@ def local_files(uri: str) -> list[Path]:
 
 
 def s3_objects(store, uri: str) -> list[str]:
-    """The object itself, or every ``.parquet`` object under a prefix / before a glob's ``*``."""
-    if not (uri.endswith("/") or "*" in uri):
+    """A ``.parquet`` object itself, else every ``.parquet`` object under the prefix (a feature
+    run's folder, with or without the trailing slash) or matching the glob."""
+    if uri.endswith(".parquet") and "*" not in uri:
         return [uri]
     import fnmatch
 
-    base = uri.split("*", 1)[0]
+    base = uri.split("*", 1)[0] if "*" in uri else uri.rstrip("/") + "/"
     found = sorted(o["uri"] for o in store.list(base) if o["uri"].endswith(".parquet"))
     return [u for u in found if "*" not in uri or fnmatch.fnmatchcase(u, uri)]
 
