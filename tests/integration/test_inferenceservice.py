@@ -163,7 +163,7 @@ def test_canary_of_a_good_model_goes_through_every_step_and_moves_champion(
     model = f"fraud-{namespace}"
     apply(cluster, model_version(namespace, "fraud-1", model, runs["double"]))
     registered(cluster, namespace, "fraud-1", "1")
-    apply(cluster, inference_service(namespace, "fraud", {"modelVersion": "fraud-1"}, replicas=2,
+    apply(cluster, inference_service(namespace, "fraud", {"modelVersion": "fraud-1"}, replicas=1,
                                      strategy={"canary": {
                                          "steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}],
                                          "analysis": CANARY_ANALYSIS}}))
@@ -214,7 +214,7 @@ def test_canary_of_a_bad_model_is_rolled_back_and_stable_traffic_never_stops(
     model = f"bad-{namespace}"
     apply(cluster, model_version(namespace, "bad-1", model, runs["double"]))
     registered(cluster, namespace, "bad-1", "1")
-    apply(cluster, inference_service(namespace, "svc", {"modelVersion": "bad-1"}, replicas=2,
+    apply(cluster, inference_service(namespace, "svc", {"modelVersion": "bad-1"}, replicas=1,
                                      strategy={"canary": {
                                          "steps": [{"setWeight": 50}, {"pause": {}}],
                                          "analysis": CANARY_ANALYSIS}}))
@@ -256,7 +256,7 @@ def test_prometheus_down_holds_the_canary_and_it_resumes_when_back(
     model = f"prom-{namespace}"
     apply(cluster, model_version(namespace, "p-1", model, runs["double"]))
     registered(cluster, namespace, "p-1", "1")
-    apply(cluster, inference_service(namespace, "held", {"modelVersion": "p-1"}, replicas=2,
+    apply(cluster, inference_service(namespace, "held", {"modelVersion": "p-1"}, replicas=1,
                                      strategy={"canary": {"steps": [{"setWeight": 50}],
                                                           "analysis": CANARY_ANALYSIS}}))
     healthy_on(cluster, namespace, "held", "p-1")
@@ -300,7 +300,7 @@ def test_killing_the_operator_mid_canary_resumes_at_the_same_step(cluster, servi
         model = f"kill-{namespace}"
         apply(cluster, model_version(namespace, "k-1", model, runs["double"]))
         registered(cluster, namespace, "k-1", "1")
-        apply(cluster, inference_service(namespace, "api", {"modelVersion": "k-1"}, replicas=2,
+        apply(cluster, inference_service(namespace, "api", {"modelVersion": "k-1"}, replicas=1,
                                          strategy={"canary": {"steps": [
                                              {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]}}))
         healthy_on(cluster, namespace, "api", "k-1")
@@ -413,7 +413,7 @@ def test_httproute_weights_match_each_canary_step(cluster, namespace, operator, 
     registered(cluster, namespace, "gw-1", "1")
     steps = [{"setWeight": 20}, {"pause": {"duration": "2s"}}, {"setWeight": 60},
              {"pause": {"duration": "2s"}}]
-    apply(cluster, inference_service(namespace, "gw", {"modelVersion": "gw-1"}, replicas=2,
+    apply(cluster, inference_service(namespace, "gw", {"modelVersion": "gw-1"}, replicas=1,
                                      traffic={"gatewayRef": {"name": "public",
                                                              "namespace": "infra"}},
                                      strategy={"canary": {"steps": steps}}))
@@ -443,4 +443,4 @@ def test_httproute_weights_match_each_canary_step(cluster, namespace, operator, 
     assert route["spec"]["parentRefs"][0]["name"] == "public"
     assert route_weights() == {"gw": 100}
     canary = get(cluster, namespace, "deployment", "gw-gw-2")
-    assert canary["spec"]["replicas"] == 2
+    assert canary["spec"]["replicas"] == 1
