@@ -66,7 +66,6 @@ WORKLOAD_RULES: tuple[Rule, ...] = (
     Rule("gateway.networking.k8s.io", ("httproutes",), APPLY,
          "InferenceService traffic split (canary weights) through the Gateway API"),
     Rule("", ("pods",), ("list",), "TrainingRun reads its workers' pods for scheduling/OOM reasons"),
-    Rule("", ("configmaps",), APPLY, "TrainingRun parameters ConfigMap"),
     Rule("", ("services",), ("list", *APPLY, "delete"),
          "TrainingRun worker Service; InferenceService Services per version (retired ones deleted)"),
     Rule("", ("serviceaccounts",), APPLY, "the drift monitor's own ServiceAccount per InferenceService"),

@@ -147,7 +147,7 @@ def test_the_scanner_finds_known_call_sites():
     assert ("batch", "jobs", "list") in needs  # TrainingRun lists its Jobs
     assert ("batch", "cronjobs", "delete") in needs  # FeaturePipeline drops its CronJob
     assert (GROUP, "featurepipelines/status", "patch") in needs
-    assert ("", "configmaps", "create") in needs  # built by the TrainingRun builder
+    assert (GROUP, "modelversions", "create") in needs  # built by the TrainingRun builder
 
 
 @pytest.mark.parametrize("source, expected", [

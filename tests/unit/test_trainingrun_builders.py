@@ -31,6 +31,11 @@ def test_single_worker_job_with_documented_env():
     assert values["FERRY_RUN_UID"] == "uid-7"
     assert json.loads(values["FERRY_PARAMETERS"]) == {"lr": "0.1"}
     assert values["FERRY_PARAMETERS_FILE"] == "/etc/ferry/parameters.json"
+    template = job["spec"]["template"]
+    assert json.loads(template["metadata"]["annotations"]["ferry.dev/parameters"]) == {"lr": "0.1"}
+    (volume,) = [v for v in template["spec"]["volumes"] if v["name"] == "parameters"]
+    assert volume["downwardAPI"]["items"] == [{"path": "parameters.json", "fieldRef": {
+        "fieldPath": "metadata.annotations['ferry.dev/parameters']"}}]
     assert "MASTER_ADDR" not in values
 
 
@@ -49,8 +54,8 @@ def test_gpus_become_limits_with_the_default_toleration():
 def test_distributed_run_is_an_indexed_job_with_headless_service_and_torchrun_env():
     children = build_children(OWNER, spec(workers=3, resources={"gpus": 2}), TRACKING)
     kinds = [c["kind"] for c in children]
-    assert kinds == ["ConfigMap", "Service", "Job"]
-    service, job = children[1], children[2]
+    assert kinds == ["Service", "Job"]
+    service, job = children
     assert service["spec"]["clusterIP"] == "None"
     assert service["spec"]["selector"] == {"batch.kubernetes.io/job-name": "fraud"}
     assert job["spec"]["completionMode"] == "Indexed"
@@ -143,3 +148,15 @@ def test_attempts_count_failures_the_job_has_not_counted_yet():
     fields, _, _ = decide(spec(), {}, 1, Observed(job=job(target, failed=1),
                                                   pods=[failed_pod, failed_pod]))
     assert fields["attempts"] == 2
+
+
+def test_placement_at_the_first_try_is_no_event_but_recovering_from_a_problem_is():
+    running = job(active=1)
+    fields, events, _ = decide(spec(), {}, 1, Observed(job=running))
+    assert find_condition(fields["conditions"], "Scheduled")["status"] == "True"
+    assert [e.reason for e in events] == []
+    problem, events, _ = decide(spec(), {}, 1, Observed(job=job(), pods=[
+        pending_pod("0/5 nodes: 4 Insufficient nvidia.com/gpu")]))
+    assert [e.reason for e in events] == ["InsufficientGPU"]
+    placed, events, _ = decide(spec(), problem, 1, Observed(job=running))
+    assert [(e.type, e.reason) for e in events] == [("Normal", "Scheduled")]

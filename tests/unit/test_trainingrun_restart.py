@@ -53,7 +53,7 @@ def test_attempt_names_env_and_selectors_follow_the_attempt():
     assert job_name("fraud") == "fraud" and job_name("fraud", 2) == "fraud-a2"
     assert len(job_name("x" * 80, 100)) <= 63
     children = build_children(OWNER, spec(workers=2), TRACKING, attempt=2, cause="Failure")
-    service, job = children[1], children[2]
+    service, job = children
     assert job["metadata"]["name"] == "fraud-a2"
     assert job["metadata"]["labels"][ATTEMPT_LABEL] == "2"
     assert job["metadata"]["annotations"] == {RESTART_CAUSE: "Failure"}

@@ -54,3 +54,16 @@ def test_feature_freshness_reports_age_at_scrape_time_and_forgets():
     assert 99 <= sample.value < 110
     tracker.forget("u1")
     assert next(iter(tracker.collect())).samples == []
+
+
+def test_a_stale_body_is_read_with_our_last_status_write_until_the_watch_catches_up():
+    from ferry.controllers._worker import Written, current_status
+
+    written = Written({"phase": "Running", "observedGeneration": 1}, resource_version=120)
+    stale = {"metadata": {"resourceVersion": "110"}, "status": {"phase": "Pending", "x": 1}}
+    assert current_status(stale, written) == {"phase": "Running", "observedGeneration": 1, "x": 1}
+    caught_up = {"metadata": {"resourceVersion": "120"}, "status": {"phase": "Running"}}
+    assert current_status(caught_up, written) == {"phase": "Running"}
+    newer = {"metadata": {"resourceVersion": "130"}, "status": {"phase": "Failed"}}
+    assert current_status(newer, written) == {"phase": "Failed"}  # someone else wrote since
+    assert current_status(stale, None) == stale["status"]

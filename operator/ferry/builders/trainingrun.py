@@ -1,6 +1,9 @@
-"""TrainingRun → a Job (one worker) or an Indexed Job + headless Service (torchrun), and the
-ConfigMap with the run's parameters as JSON; a sweep → one child TrainingRun per trial; a
-succeeded run with ``register`` → a ModelVersion.
+"""TrainingRun → a Job (one worker) or an Indexed Job + headless Service (torchrun); a sweep →
+one child TrainingRun per trial; a succeeded run with ``register`` → a ModelVersion.
+
+The parameters file (``FERRY_PARAMETERS_FILE``) is a downward-API projection of a pod-template
+annotation rather than a ConfigMap: the same file, one object and one API write less per run,
+and it can never drift from what the Job started with.
 
 Whole-job restart of distributed runs: a collective (NCCL/gloo all-reduce) cannot survive the loss
 of one worker, and a lone replacement worker would hang until a timeout. So the Indexed Job of a
@@ -27,6 +30,7 @@ KIND = "TrainingRun"
 GPU = "nvidia.com/gpu"
 MASTER_PORT = 29500
 PARAMETERS_DIR = "/etc/ferry"
+PARAMETERS_ANNOTATION = "ferry.dev/parameters"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 # Set on a Job whose workers could not all be placed in time: the Job stays suspended and the
@@ -56,10 +60,6 @@ def job_name(name: str, attempt: int = 0) -> str:
 
 def service_name(name: str) -> str:
     return f"{name[:50]}-workers"
-
-
-def parameters_name(name: str) -> str:
-    return f"{name[:52]}-params"
 
 
 def _metadata(owner: dict, name: str) -> dict:
@@ -127,7 +127,9 @@ def pod_template(owner: dict, spec: TrainingRunSpec, tracking: Tracking, attempt
         env += torchrun_env(name, spec, attempt)
     env += [e.model_dump(by_alias=True, exclude_none=True) for e in spec.env]
     mounts = [{"name": "parameters", "mountPath": PARAMETERS_DIR, "readOnly": True}]
-    volumes = [{"name": "parameters", "configMap": {"name": parameters_name(name)}}]
+    volumes = [{"name": "parameters", "downwardAPI": {"items": [{
+        "path": "parameters.json",
+        "fieldRef": {"fieldPath": f"metadata.annotations['{PARAMETERS_ANNOTATION}']"}}]}}]
     if spec.shm_size is not None:
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory",
@@ -154,7 +156,9 @@ def pod_template(owner: dict, spec: TrainingRunSpec, tracking: Tracking, attempt
         "subdomain": service_name(name) if spec.workers > 1 else None,
     }
     pod_spec |= {k: v for k, v in optional.items() if v}
-    return {"metadata": {"labels": child_labels(KIND, name)}, "spec": pod_spec}
+    annotations = {PARAMETERS_ANNOTATION: json.dumps(spec.parameters, sort_keys=True, indent=2)}
+    return {"metadata": {"labels": child_labels(KIND, name), "annotations": annotations},
+            "spec": pod_spec}
 
 
 def failure_policy(spec: TrainingRunSpec) -> dict:
@@ -202,11 +206,9 @@ def build_job(owner: dict, spec: TrainingRunSpec, tracking: Tracking,
 def build_children(owner: dict, spec: TrainingRunSpec, tracking: Tracking,
                    gave_up: str | None = None, attempt: int = 0,
                    cause: str | None = None) -> list[dict]:
+    """What one attempt needs: the headless Service of a distributed run, then the Job."""
     name = owner["metadata"]["name"]
-    children = [{
-        "apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(owner, parameters_name(name)),
-        "data": {"parameters.json": json.dumps(spec.parameters, sort_keys=True, indent=2)},
-    }]
+    children = []
     if spec.workers > 1:
         children.append({
             "apiVersion": "v1", "kind": "Service", "metadata": _metadata(owner, service_name(name)),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import kopf
@@ -73,19 +73,47 @@ def backoff(failures: int, resync: float) -> float:
     return resync if failures == 0 else min(2.0 ** (failures - 1), MAX_BACKOFF)
 
 
+@dataclass
+class Written:
+    """The last status patch of one worker and the resourceVersion it produced."""
+
+    status: dict
+    resource_version: int
+
+
+def current_status(body: Mapping, written: Written | None) -> dict:
+    """The object's status as of our last write. Children's events can wake the worker again
+    before the watch has delivered our own status patch; reconciling that stale body would
+    repeat the patch and the Events of the same transition. Until the body catches up with the
+    resourceVersion our patch produced, our written fields are laid over it."""
+    status = dict(body.get("status") or {})
+    version = (body.get("metadata") or {}).get("resourceVersion")
+    if written is None or not str(version or "").isdigit() or int(version) >= \
+            written.resource_version:
+        return status
+    return status | written.status
+
+
 async def reconcile_once(info: KindInfo, reconcile: Reconcile, ctx: Context, body: kopf.Body,
-                         logger: logging.Logger) -> Outcome:
+                         logger: logging.Logger, written: Written | None = None
+                         ) -> tuple[Outcome, Written | None]:
+    status = current_status(body, written)
+    if status != (body.get("status") or {}):
+        body = kopf.Body({**body, "status": status})
     with track_reconcile(info.kind):
         outcome = await reconcile(ctx, body)
-        changes = outcome.status_changes(body.get("status"))
+        changes = outcome.status_changes(status)
         if changes:
-            await ctx.kube.patch_status(info, body.metadata.namespace, body.metadata.name, changes)
+            version = await ctx.kube.patch_status(info, body.metadata.namespace,
+                                                  body.metadata.name, changes)
+            if str(version or "").isdigit():
+                written = Written(status | changes, int(version))
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
         logger.info("%s: %s", event.reason, event.message)
     if phase := outcome.status.get("phase"):
         PHASES.set(body.metadata.uid, info.kind, phase)
-    return outcome
+    return outcome, written
 
 
 def register(info: KindInfo, reconcile: Reconcile) -> None:
@@ -102,11 +130,13 @@ def register(info: KindInfo, reconcile: Reconcile) -> None:
         ctx: Context = memo.ctx
         ACTIVE_WORKERS.labels(info.kind).inc()
         failures = 0
+        written: Written | None = None
         try:
             while not stopped:
                 delay = ctx.config.resync_seconds
                 try:
-                    outcome = await reconcile_once(info, reconcile, ctx, body, logger)
+                    outcome, written = await reconcile_once(info, reconcile, ctx, body, logger,
+                                                            written)
                     failures = 0
                     delay = outcome.requeue_after or delay
                 except asyncio.CancelledError:

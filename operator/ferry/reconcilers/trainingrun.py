@@ -9,7 +9,7 @@ from ferry.api.common import duration_seconds
 from ferry.api.trainingrun import TrainingRunSpec
 from ferry.builders.trainingrun import ATTEMPT_LABEL, GAVE_UP, RESTART_CAUSE
 from ferry.reconcilers.outcome import Event
-from ferry.status import make_condition, set_condition, transitioned
+from ferry.status import find_condition, make_condition, set_condition, transitioned
 
 POLL_WHILE_RUNNING = 5.0
 IMAGE_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
@@ -235,9 +235,13 @@ def decide(spec: TrainingRunSpec, status: dict, generation: int,
     events = []
     for type_ in ("Scheduled", "Succeeded"):
         changed = transitioned(status.get("conditions"), conditions, type_)
+        if type_ == "Scheduled" and changed is not None and changed["status"] == "True" and \
+                find_condition(status.get("conditions"), type_) is None:
+            continue  # placed at the first try: not news (an Event per run costs a write)
         if changed is not None and changed["status"] != "Unknown":
             events.append(Event("Normal" if changed["status"] == "True" else "Warning",
                                 changed["reason"], changed["message"][:1024]))
-        elif changed is not None and changed["reason"] in ("InsufficientGPU", "Unschedulable"):
+        elif changed is not None and changed["reason"] in ("InsufficientGPU", "Unschedulable") \
+                and changed["reason"] not in {e.reason for e in events}:
             events.append(Event("Warning", changed["reason"], changed["message"][:1024]))
     return fields, events, requeue
