@@ -289,4 +289,17 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
     return Outcome(status=new_status, events=events, requeue_after=decision.requeue)
 
 
+@kopf.on.event(GROUP, VERSION, "modelversions", id="inferenceservices.modelversion-changed")
+async def model_version_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    """Wake the services a ModelVersion can affect, so an approval starts a ``latestApproved``
+    rollout (or unblocks a pinned one) at once instead of at the next resync."""
+    ctx: Context = memo.ctx
+    name, model = body.metadata.name, (body.get("spec") or {}).get("modelName")
+    for service in await ctx.kube.list(f"{GROUP}/{VERSION}", "InferenceService",
+                                       body.metadata.namespace, ""):
+        ref = (service.get("spec") or {}).get("model") or {}
+        if ref.get("modelVersion") == name or ref.get("modelName") == model:
+            memo.wakeups.wake(service["metadata"]["uid"])
+
+
 register(INFO, reconcile)
