@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import boto3
 import pytest
 import yaml
 
+from ferry.dev.services import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, s3_service
 from ferry.dev.tools import CHART_DIR, helm, render_chart
 from support.cluster import create_namespace
 from support.objects import reconciled
@@ -49,6 +51,19 @@ def monitoring_crds(cluster):
     yield
     for _, plural in MONITORING_KINDS:
         cluster.kubectl("delete", "crd", f"{plural}.monitoring.coreos.com", "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """An S3 endpoint for the operator (a FeaturePipeline reads its latest.json). moto's server
+    mode: it starts in a second and, unlike a second SeaweedFS, opens no fixed ports beside the
+    session's services; MLflow is not needed here."""
+    service, endpoint = s3_service(tmp_path_factory.mktemp("s3"), "moto")
+    service.start()
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                 region_name=REGION).create_bucket(Bucket=BUCKET)
+    yield endpoint
+    service.stop()
 
 
 def helm_on(cluster, *args: str, check: bool = True):
@@ -97,8 +112,14 @@ def ready(pod: dict) -> bool:
                for c in pod.get("status", {}).get("conditions", []))
 
 
-def operator_logs(cluster, namespace: str) -> str:
+def operator_logs(cluster, namespace: str, current_only: bool = False) -> str:
+    """The operator containers' output (the runner keeps it per pod); ``current_only``: of the
+    pods that exist now (pods replaced by an upgrade lose their RBAC while they stop)."""
     logs = sorted(Path(cluster.local.runner_state).glob(f"pods/{namespace}_*/operator.log"))
+    if current_only:
+        alive = {f"{namespace}_{p['metadata']['name']}_{p['metadata']['uid']}"
+                 for p in operator_pods(cluster, namespace)}
+        logs = [path for path in logs if path.parent.name in alive]
     return "\n".join(path.read_text(errors="replace") for path in logs)
 
 
@@ -106,19 +127,17 @@ def get_json(cluster, *args: str) -> dict:
     return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
 
 
-def test_install_reconcile_upgrade_uninstall(cluster, services):
+def test_install_reconcile_upgrade_uninstall(cluster, s3):
     namespace = create_namespace(cluster, "helm")
     watched = create_namespace(cluster, "helm-w")
-    env = services.env()
     # The S3 credentials reach the operator as the chart documents it: a Secret loaded with envFrom.
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ferry-s3", "namespace": namespace},
-              "stringData": {k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                                 "AWS_DEFAULT_REGION")}}
+              "stringData": {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+                             "AWS_DEFAULT_REGION": REGION}}
     cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
     values = {
         "watchNamespaces": [watched],
-        "s3": {"endpoint": env["FERRY_S3_ENDPOINT"], "bucket": env["FERRY_S3_BUCKET"],
-               "credentialsSecret": "ferry-s3"},
+        "s3": {"endpoint": s3, "bucket": BUCKET, "credentialsSecret": "ferry-s3"},
         # The local runner is the node that really runs processes; it ignores the image.
         "nodeSelector": {"ferry.dev/local-runner": "true"},
         "leaderElection": {"leaseDurationSeconds": 6, "renewDeadlineSeconds": 4, "retryPeriodSeconds": 1},
@@ -139,29 +158,30 @@ def test_install_reconcile_upgrade_uninstall(cluster, services):
         "holderIdentity"), timeout=60, message="a leader")
     assert holder in {pod["metadata"]["name"] for pod in pods}
 
-    # The operator reconciles an example under the chart's RBAC: a scheduled FeaturePipeline gets
-    # Accepted and its CronJob (server-side apply: create + patch) and Events.
-    cluster.kubectl("apply", "-n", watched, "-f", str(ROOT / "manifests/examples/fraud/features-v1.yaml"))
-    try:
-        wait_for(lambda: reconciled(get_json(cluster, "featurepipeline.ferry.dev", "transactions-v1",
-                                             "-n", watched)), timeout=90, message="Accepted=True")
-        wait_for(lambda: get_json(cluster, "cronjobs", "-n", watched)["items"], timeout=60,
-                 message="the pipeline's CronJob")
-    except AssertionError as error:
-        raise AssertionError(f"{error}\n{operator_logs(cluster, namespace)[-6000:]}") from None
-    logs = operator_logs(cluster, namespace)
-    assert "Forbidden" not in logs and " 403" not in logs, logs[-3000:]
+    # Namespaced mode: the operator reconciles an example under the chart's RBAC — a scheduled
+    # FeaturePipeline gets Accepted, its CronJob (server-side apply: create + patch) and Events.
+    example = str(ROOT / "manifests/examples/fraud/features-v1.yaml")
+    cluster.kubectl("apply", "-n", watched, "-f", example)
+    expect_reconciled(cluster, namespace, watched)
 
+    # Upgrade to the default, cluster-wide mode (ClusterRole with the workload rules) and reconcile
+    # in a namespace the operator was not told about.
     upgrade = helm_on(cluster, "upgrade", RELEASE, str(CHART_DIR), "-n", namespace, "-f", str(values_file),
-                      "--set", "logLevel=DEBUG", "--wait", "--timeout", "180s")
+                      "--set", "logLevel=DEBUG", "--set-json", "watchNamespaces=[]",
+                      "--wait", "--timeout", "180s")
     assert "REVISION: 2" in upgrade.stdout
     deployment = get_json(cluster, "deployment", RELEASE, "-n", namespace)
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["FERRY_LOG_LEVEL"] == "DEBUG"
+    assert env["FERRY_LOG_LEVEL"] == "DEBUG" and not env["FERRY_NAMESPACES"]  # "" is stored as absent
     wait_for(lambda: deployment_rolled_out(cluster, namespace), timeout=180, message="the upgrade rollout")
+    assert not get_json(cluster, "rolebindings", "-n", watched)["items"]  # per-namespace RBAC gone
+    anywhere = create_namespace(cluster, "helm-c")
+    cluster.kubectl("apply", "-n", anywhere, "-f", example)
+    expect_reconciled(cluster, namespace, anywhere)
 
     # Ferry objects go first, while the operator can still remove its finalizer.
-    cluster.kubectl("delete", "-n", watched, "featurepipeline.ferry.dev/transactions-v1", "--timeout=60s")
+    for where in (watched, anywhere):
+        cluster.kubectl("delete", "-n", where, "featurepipeline.ferry.dev/transactions-v1", "--timeout=60s")
     helm_on(cluster, "uninstall", RELEASE, "-n", namespace, "--wait", "--timeout", "120s")
     wait_for(lambda: not operator_pods(cluster, namespace), timeout=90, message="the operator pods to go")
     for kind in ("deployments", "replicasets", "serviceaccounts", "roles", "rolebindings", "services",
@@ -171,10 +191,22 @@ def test_install_reconcile_upgrade_uninstall(cluster, services):
         assert left == [], f"{kind} left behind: {left}"
     for kind in ("clusterroles", "clusterrolebindings"):
         assert not get_json(cluster, kind, "-l", f"app.kubernetes.io/instance={RELEASE}")["items"]
-    assert not get_json(cluster, "rolebindings", "-n", watched)["items"]
     crds = {item["metadata"]["name"] for item in get_json(cluster, "crds")["items"]}
     assert "featurepipelines.ferry.dev" in crds  # Helm keeps CRDs
-    cluster.kubectl("delete", "namespace", namespace, watched, "--wait=false")
+    cluster.kubectl("delete", "namespace", namespace, watched, anywhere, "--wait=false")
+
+
+def expect_reconciled(cluster, operator_namespace: str, namespace: str) -> None:
+    """The example in ``namespace`` is Accepted and has its CronJob, with no 403 in the logs."""
+    try:
+        wait_for(lambda: reconciled(get_json(cluster, "featurepipeline.ferry.dev", "transactions-v1",
+                                             "-n", namespace)), timeout=90, message="Accepted=True")
+        wait_for(lambda: get_json(cluster, "cronjobs", "-n", namespace)["items"], timeout=60,
+                 message="the pipeline's CronJob")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{operator_logs(cluster, operator_namespace)[-6000:]}") from None
+    logs = operator_logs(cluster, operator_namespace, current_only=True)
+    assert logs and "Forbidden" not in logs and " 403" not in logs, logs[-3000:]
 
 
 def deployment_rolled_out(cluster, namespace: str) -> bool:
