@@ -52,6 +52,14 @@ def test_health_of_every_testdata_object(kind, case):
     assert result == {"status": case["healthStatus"]["status"], "message": case["healthStatus"]["message"]}
 
 
+@pytest.mark.parametrize("kind, case", CASES)
+def test_testdata_objects_are_valid_objects_of_their_kind(kind, case):
+    """The checks are tested on what the operator can really write, not on invented shapes."""
+    obj = yaml.safe_load((HEALTH / kind / case["inputPath"]).read_text())
+    KINDS[kind].spec_model.model_validate(obj["spec"])
+    KINDS[kind].status_model.model_validate(obj.get("status", {}))
+
+
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_every_kind_has_a_check_with_enough_testdata(kind):
     folder = HEALTH / kind
