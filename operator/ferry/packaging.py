@@ -132,13 +132,14 @@ def write(root: Path) -> list[Path]:
 
 def check(root: Path) -> list[str]:
     problems = []
-    for relative, content in generated_files(root).items():
+    expected = generated_files(root)
+    for relative, content in expected.items():
         path = root / relative
         if not path.exists():
             problems.append(f"{path}: missing")
         elif path.read_text() != content:
             problems.append(f"{path}: stale")
     for path in sorted((root / CHART / "crds").glob("*.yaml")):
-        if path.relative_to(root) not in generated_files(root):
+        if path.relative_to(root) not in expected:
             problems.append(f"{path}: no model generates it")
     return problems
