@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from ferry.adapters.mlflow import Registry
@@ -444,3 +445,51 @@ def test_httproute_weights_match_each_canary_step(cluster, namespace, operator, 
     assert route_weights() == {"gw": 100}
     canary = get(cluster, namespace, "deployment", "gw-gw-2")
     assert canary["spec"]["replicas"] == 1
+
+
+# --- shadow ------------------------------------------------------------------------------------
+
+
+def test_shadow_candidate_gets_mirrored_requests_and_clients_only_see_stable_answers(
+        cluster, namespace, operator, scraped, runs):
+    """Without a gateway the stable pods mirror; the local runner has no cluster DNS, so the
+    mirrored requests cannot reach ``<name>-canary`` here: the test shows the stable servers
+    forwarding them (``ferry_serve_mirrored_total``), not the candidate answering them."""
+    services = scraped
+    model = f"sh-{namespace}"
+    apply(cluster, model_version(namespace, "sh-1", model, runs["double"]))
+    registered(cluster, namespace, "sh-1", "1")
+    apply(cluster, inference_service(namespace, "mirror", {"modelVersion": "sh-1"}, replicas=1,
+                                     strategy={"shadow": {"mirrorPercent": 100,
+                                                          "duration": "1h"}}))
+    healthy_on(cluster, namespace, "mirror", "sh-1")
+    apply(cluster, model_version(namespace, "sh-2", model, runs["triple"]))
+    registered(cluster, namespace, "sh-2", "2")
+    patch_spec(cluster, namespace, "mirror", {"model": {"modelVersion": "sh-2"}})
+    wait_for(lambda: status_of(cluster, namespace, "mirror").get("message", "").startswith(
+        "mirroring"), timeout=150, message="shadow ready and mirroring")
+    stable = get(cluster, namespace, "deployment", "mirror-sh-1")
+    env = {e["name"]: e.get("value") for e in
+           stable["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FERRY_MIRROR_URL"] == \
+        f"http://mirror-canary.{namespace}.svc.cluster.local:8080"
+    assert env["FERRY_MIRROR_PERCENT"] == "100"
+    assert ready_addresses(cluster.api_client, namespace, "mirror-canary"), "candidate runs"
+    with Traffic(cluster.api_client, namespace, "mirror") as traffic:
+        wait_for(lambda: len(traffic.answers) > 30, timeout=60, message="traffic")
+
+        def mirrored():
+            query = f'sum(ferry_serve_mirrored_total{{namespace="{namespace}",version="1"}})'
+            result = requests.get(f"{services.endpoints['prometheus']}/api/v1/query",
+                                  params={"query": query}, timeout=5).json()["data"]["result"]
+            return result and float(result[0]["value"][1]) > 0
+        wait_for(mirrored, timeout=60, message="the stable servers mirror requests")
+    answers = {a.prediction for a in traffic.answers if a.code == 200}
+    assert answers == {2.0, -2.0}, f"clients only see the stable model's answers: {answers}"
+    assert status_of(cluster, namespace, "mirror")["stableVersion"] == "sh-1"
+    ferry(cluster, "abort", "infsvc/mirror", "-n", namespace)
+    wait_for(lambda: status_of(cluster, namespace, "mirror").get("phase") == "RolledBack",
+             timeout=60, message="shadow aborted")
+    wait_for(lambda: "FERRY_MIRROR_URL" not in {
+        e["name"] for e in get(cluster, namespace, "deployment", "mirror-sh-1")["spec"]
+        ["template"]["spec"]["containers"][0]["env"]}, timeout=60, message="mirroring stopped")
