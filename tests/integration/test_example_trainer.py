@@ -89,7 +89,7 @@ def client_env(services, monkeypatch):
 
 
 def test_the_example_trains_on_the_local_runner_and_logs_metrics_and_model(
-        cluster, namespace, operator, services, features, client_env):
+        services, cluster, namespace, operator, features, client_env):
     apply(cluster, credentials(namespace, services),
           example_run(namespace, "fraud", features, parameters={"epochs": "3", "seed": "1"}))
     done = wait_for(lambda: phase(cluster, namespace, "fraud", "Succeeded"), timeout=240,
@@ -120,7 +120,7 @@ def test_the_example_trains_on_the_local_runner_and_logs_metrics_and_model(
 
 
 def test_an_evicted_run_resumes_from_its_checkpoint_without_counting_the_attempt(
-        cluster, namespace, operator, services, features, client_env):
+        services, cluster, namespace, operator, features, client_env):
     bucket = services.env()["FERRY_S3_BUCKET"]
     parameters = {"epochs": "4", "seed": "2", "min_epoch_seconds": "4"}
     apply(cluster, credentials(namespace, services),
