@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from kubernetes import client
 from kubernetes import config as kube_config
 
@@ -85,6 +86,7 @@ def count_jobs(batch: client.BatchV1Api, namespace: str, succeeded: bool = False
     return sum(1 for j in jobs if not succeeded or j.get("status", {}).get("succeeded"))
 
 
+@pytest.mark.timeout(3600)
 def test_thousand_training_runs_against_raw_jobs(tmp_path):
     local = LocalCluster(tmp_path / "cluster", name="bench-tr", bin_dir=ensure_binaries(),
                          fleet=default_fleet(cpu_nodes=12, gpu_nodes=0))

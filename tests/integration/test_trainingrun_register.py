@@ -5,6 +5,7 @@ gates."""
 from __future__ import annotations
 
 import io
+import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -126,9 +127,15 @@ def test_register_creates_an_approved_or_rejected_model_version_with_lineage(
     gate = next(g for g in rejected["status"]["gates"] if g["name"] == "metric auc")
     assert (gate["verdict"], gate["observed"], gate["threshold"]) == ("Failed", "0.6", ">= 0.8")
 
-    # Deleting the run leaves its ModelVersion; the status never names a second one.
+    # Deleting the run leaves its ModelVersion, which stays Approved when it reconciles again
+    # (a spec change forces that) and is still registered once.
     cluster.kubectl("delete", "trainingrun.ferry.dev", "good", "-n", namespace)
-    assert get(cluster, namespace, "ModelVersion", mv_name)["metadata"]["uid"] == \
-        approved["metadata"]["uid"]
-    versions = registry.client.search_model_versions(f"name = '{model}'")
-    assert len(versions) == 2
+    cluster.kubectl("patch", "modelversion.ferry.dev", mv_name, "-n", namespace, "--type=merge",
+                    "-p", json.dumps({"spec": {"description": "the run is gone"}}))
+    after = wait_for(lambda: (o := get(cluster, namespace, "ModelVersion", mv_name))
+                     ["status"].get("observedGeneration") == 2 and o, timeout=60,
+                     message="ModelVersion reconciled after its run was deleted")
+    assert after["metadata"]["uid"] == approved["metadata"]["uid"]
+    assert after["status"]["phase"] == "Approved"
+    assert after["status"]["lineage"]["runId"] == run["status"]["mlflowRunId"]
+    assert len(registry.client.search_model_versions(f"name = '{model}'")) == 2

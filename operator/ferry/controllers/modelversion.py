@@ -47,13 +47,20 @@ async def served_by(ctx: Context, namespace: str, name: str) -> list[str]:
                   if name in served_model_versions(s))
 
 
-async def resolve_source(ctx: Context, spec: ModelVersionSpec, namespace: str) -> dict:
-    """Source URI, run id and training facts, from the spec or the referenced TrainingRun."""
+async def resolve_source(ctx: Context, spec: ModelVersionSpec, namespace: str,
+                         status: dict) -> dict:
+    """Source URI, run id and training facts, from the spec or the referenced TrainingRun — or,
+    once registered, from status: a ModelVersion outlives the TrainingRun it came from."""
     if spec.source:
         run_id = spec.source.split("/")[1] if spec.source.startswith("runs:/") else None
         return {"source": spec.source, "runId": run_id}
     run = await get_optional(ctx, "TrainingRun", namespace, spec.training_run_ref)
     run_id = ((run or {}).get("status") or {}).get("mlflowRunId")
+    lineage = status.get("lineage") or {}
+    if run is None and status.get("source") and lineage.get("trainingRun") == \
+            spec.training_run_ref:
+        return {"source": status["source"], "trainingRun": spec.training_run_ref,
+                **{k: lineage.get(k) for k in ("runId", "image", "dataUri")}}
     if not run_id:
         return {}
     artifact = ((run["spec"].get("register") or {}).get("artifactPath")) or "model"
@@ -76,7 +83,7 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
     namespace, name, uid = body.metadata.namespace, body.metadata.name, body.metadata.uid
     generation = body.metadata["generation"]
     status = dict(body.get("status") or {})
-    origin = await resolve_source(ctx, spec, namespace)
+    origin = await resolve_source(ctx, spec, namespace, status)
     if not origin:
         conditions = set_condition(outcome.status["conditions"], make_condition(
             "Registered", False, "WaitingForTrainingRun",
