@@ -57,11 +57,15 @@ def seed_demo_data(cluster: LocalCluster, env: dict[str, str], rows: int = 500) 
     import pyarrow.parquet as pq
 
     countries = ["DE", "FR", "NL", "US"]
+    amounts = [round((i * 7919) % 1000 / 3.0, 2) for i in range(rows)]
     table = pa.table({
         "customer_id": [i % 97 for i in range(rows)],
-        "amount": [round((i * 7919) % 1000 / 3.0, 2) for i in range(rows)],
+        "amount": amounts,
         "country": [countries[i % 4] for i in range(rows)],
-        "is_fraud": [i % 50 == 0 for i in range(rows)],
+        # Learnable, so the example model passes its gates: large amounts outside DE, and a
+        # little label noise so it is not trivial.
+        "is_fraud": [(amount > 250 and i % 4 != 0) != (i % 37 == 0)
+                     for i, amount in enumerate(amounts)],
     })
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
@@ -74,7 +78,8 @@ def seed_demo_data(cluster: LocalCluster, env: dict[str, str], rows: int = 500) 
     secret = {"apiVersion": "v1", "kind": "Secret",
               "metadata": {"name": "ferry-s3", "namespace": DEMO_NAMESPACE},
               "stringData": {k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                                 "AWS_DEFAULT_REGION")}}
+                                                 "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3",
+                                                 "MLFLOW_S3_ENDPOINT_URL")}}
     cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
 
 
