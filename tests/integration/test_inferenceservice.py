@@ -36,8 +36,9 @@ def scraped(cluster, services):
 @pytest.fixture(scope="module")
 def runs(services) -> dict[str, str]:
     """Three real MLflow models: y = 2·x0 and y = 3·x0 (scikit-learn), and a flaky pyfunc that
-    fails on every row with x0 > 0 (half of the test traffic). Values are the logged models'
-    URIs (``models:/m-…``; MLflow 3 keeps a logged model's files there, not under the run)."""
+    fails on every row with x0 > 0 (half of the test traffic). Values are model sources: the
+    logged models' URIs (``models:/m-…``; MLflow 3 keeps a logged model's files there, not under
+    the run), and ``runs:/<run>/model`` for the first."""
     import mlflow
     import numpy as np
     import pandas as pd
@@ -60,9 +61,11 @@ def runs(services) -> dict[str, str]:
         found = {}
         for name, factor in (("double", 2.0), ("triple", 3.0)):
             model = LinearRegression().fit(frame, frame["x0"] * factor)
-            with mlflow.start_run(run_name=name):
+            with mlflow.start_run(run_name=name) as run:
                 found[name] = mlflow.sklearn.log_model(
                     model, name="model", signature=infer_signature(frame, frame["x0"])).model_uri
+            if name == "double":  # the usual way to name a run's model works too
+                found[name] = f"runs:/{run.info.run_id}/model"
         with mlflow.start_run(run_name="flaky"):
             found["flaky"] = mlflow.pyfunc.log_model(
                 name="model", python_model=Flaky(),

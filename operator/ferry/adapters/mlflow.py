@@ -110,9 +110,6 @@ class Registry:
         if not source.startswith("runs:/") or not run_id:
             return source, None
         path = source.removeprefix(f"runs:/{run_id}/").strip("/")
-        files = self._call(self.client.list_artifacts, run_id, path)
-        if any(f.path.endswith("MLmodel") for f in files):
-            return source, None
         experiment = self._call(self.client.get_run, run_id).info.experiment_id
         logged = self._call(self.client.search_logged_models, [experiment],
                             f"source_run_id = '{run_id}' AND name = '{path}'")
