@@ -81,15 +81,16 @@ def test_prediction_drift_check():
     assert analysis.evaluate(check, [same, empty], "t", "3")["verdict"] == "Inconclusive"
 
 
-def mv(name, model, version, phase):
+def mv(name, model, version, approved):
+    condition = {"type": "Approved", "status": "True" if approved else "False"}
     return {"metadata": {"name": name}, "spec": {"modelName": model},
-            "status": {"mlflowVersion": version, "phase": phase}}
+            "status": {"mlflowVersion": version, "conditions": [condition]}}
 
 
 def test_latest_approved_picks_the_highest_approved_version_of_the_model():
-    versions = [mv("a", "fraud", "2", "Approved"), mv("b", "fraud", "10", "Serving"),
-                mv("c", "fraud", "11", "AwaitingApproval"), mv("d", "churn", "12", "Approved"),
-                mv("e", "fraud", None, "Approved")]
+    versions = [mv("a", "fraud", "2", True), mv("b", "fraud", "10", True),
+                mv("c", "fraud", "11", False), mv("d", "churn", "12", True),
+                mv("e", "fraud", None, True)]
     assert newest_approved(versions, "fraud")["metadata"]["name"] == "b"
     assert newest_approved(versions, "nothing") is None
 

@@ -21,6 +21,7 @@ from ferry.api.inferenceservice import InferenceServiceSpec, ServedModel
 from ferry.builders.inferenceservice import (
     SERVICE_LABEL, Serving, build_children, deployment_name, selector_string, url)
 from ferry.controllers._worker import Context, register
+from ferry.controllers.drift import reconcile_monitoring
 from ferry.reconcilers import analysis
 from ferry.reconcilers.accept import accept
 from ferry.reconcilers.outcome import Event, Outcome
@@ -28,7 +29,6 @@ from ferry.reconcilers.rollout import Due, Observed, decide, measurement_due
 from ferry.status import find_condition, make_condition, set_condition, transitioned
 
 INFO = KINDS["InferenceService"]
-SERVING_PHASES = ("Approved", "Serving")
 CONDITION_EVENTS = ("ModelResolved", "FeaturesReady", "Ready", "TrafficRouted")
 
 
@@ -49,11 +49,17 @@ def served_model(mv: dict) -> ServedModel:
                        model_name=model, uri=f"models:/{model}/{version}")
 
 
+def approved(mv: dict) -> bool:
+    """Its ``Approved`` condition, whatever the phase (Approved, Serving, or Retired: served
+    before and approved still)."""
+    found = find_condition((mv.get("status") or {}).get("conditions"), "Approved")
+    return bool(found and found["status"] == "True")
+
+
 def newest_approved(versions: list[dict], model_name: str) -> dict | None:
     """The approved ModelVersion of ``model_name`` with the highest MLflow version."""
     candidates = [mv for mv in versions
-                  if mv.get("spec", {}).get("modelName") == model_name
-                  and (mv.get("status") or {}).get("phase") in SERVING_PHASES
+                  if mv.get("spec", {}).get("modelName") == model_name and approved(mv)
                   and str((mv.get("status") or {}).get("mlflowVersion") or "").isdigit()]
     return max(candidates, key=lambda mv: int(mv["status"]["mlflowVersion"]), default=None)
 
@@ -79,7 +85,7 @@ async def resolve(ctx: Context, spec: InferenceServiceSpec, namespace: str):
         return None, ("ModelNotRegistered", f"{name} is not registered in MLflow yet"), None
     target = served_model(mv)
     blocked = None
-    if status.get("phase") not in SERVING_PHASES:
+    if not approved(mv):
         blocked = ("ModelNotApproved", f"{name} is {status.get('phase') or 'Pending'}, "
                                        "not Approved")
     features = None
@@ -268,6 +274,10 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
         if changed is not None and changed["status"] == "False":
             events.append(Event("Warning", changed["reason"], changed["message"][:1024]))
 
+    monitoring = await reconcile_monitoring(ctx, dict(body), spec, serving,
+                                            stable["modelVersion"] if stable else None, status,
+                                            conditions)
+    conditions, events = monitoring.conditions, events + monitoring.events
     candidate = rollout.get("candidate")
     new_status = {
         **outcome.status,
@@ -283,6 +293,7 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
         "canaryWeight": rollout.get("weight") if candidate else None,
         "currentStep": rollout.get("step") if candidate else None,
         "rollout": with_deletions(old_rollout, rollout),
+        **monitoring.status,
     }
     if decision.analysis is not None:
         new_status["analysis"] = decision.analysis
