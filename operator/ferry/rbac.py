@@ -52,13 +52,15 @@ WORKLOAD_RULES: tuple[Rule, ...] = (
          "kopf watches every kind and patches its finalizer/annotations; reconcilers read related "
          "objects (adapters.kube get/list)"),
     Rule(GROUP, ("modelversions", "trainingruns"), ("create",),
-         "TrainingRun applies its sweep trials (child TrainingRuns) and its registered ModelVersion"),
+         "TrainingRun applies its sweep trials (child TrainingRuns) and its registered ModelVersion; "
+         "an InferenceService applies its retraining TrainingRuns (onDrift.retrain)"),
     Rule(GROUP, tuple(f"{plural}/status" for plural in FERRY_PLURALS), ("patch",),
          "adapters.kube.patch_status: one status patch per reconcile"),
     Rule("batch", ("jobs",), ("list", "watch", *APPLY),
          "FeaturePipeline/TrainingRun Jobs: applied, listed back, watched as children"),
     Rule("batch", ("cronjobs",), ("list", "watch", *APPLY, "delete"),
-         "scheduled FeaturePipelines: applied, deleted when the schedule is removed, watched"),
+         "scheduled FeaturePipelines and drift monitors: applied, deleted when the schedule or the "
+         "monitor is removed, watched"),
     Rule("apps", ("deployments",), ("list", "watch", *APPLY, "delete"),
          "InferenceService Deployments (one per served version; retired ones deleted), watched"),
     Rule("autoscaling", ("horizontalpodautoscalers",), APPLY, "InferenceService autoscaling"),
@@ -68,10 +70,12 @@ WORKLOAD_RULES: tuple[Rule, ...] = (
     Rule("", ("pods",), ("list",), "TrainingRun reads its workers' pods for scheduling/OOM reasons"),
     Rule("", ("services",), ("list", *APPLY, "delete"),
          "TrainingRun worker Service; InferenceService Services per version (retired ones deleted)"),
-    Rule("", ("serviceaccounts",), APPLY, "the drift monitor's own ServiceAccount per InferenceService"),
-    Rule("rbac.authorization.k8s.io", ("roles", "rolebindings"), APPLY,
-         "the drift monitor's Role (patch its InferenceService's status) and its binding; RBAC lets "
-         "the operator grant that only because it holds inferenceservices/status patch itself"),
+    Rule("", ("serviceaccounts",), (*APPLY, "delete"),
+         "the drift monitor's own ServiceAccount per InferenceService (deleted with the monitor)"),
+    Rule("rbac.authorization.k8s.io", ("roles", "rolebindings"), (*APPLY, "delete"),
+         "the drift monitor's Role (patch its InferenceService's status) and its binding, deleted "
+         "with the monitor; RBAC lets the operator grant that only because it holds "
+         "inferenceservices/status patch itself"),
     Rule("", ("events",), ("create",), "kopf.event: Events on every transition"),
 )
 
