@@ -62,4 +62,4 @@ def test_tutorial_follows_the_fraud_example():
     text = (DOCS / "tutorial.md").read_text()
     assert text.index("ferry dev up") < text.index("features-v2.yaml") < text.index("training.yaml") \
         < text.index("serving.yaml") < text.index("Retrain on drift")
-    assert "(in progress)" in text  # what is specified but not built yet is marked
+    assert "status.drift" in text and "status.retrain" in text
