@@ -135,7 +135,9 @@ class Service:
     def log_path(self) -> Path:
         return self.state_dir / f"{self.name}.log"
 
-    def start(self, timeout: float = 120) -> None:
+    def start(self, timeout: float = 300) -> None:
+        """Wait for readiness; generous, because MLflow's start-up (~18 s idle) grows many-fold
+        on a busy machine, and a slow start is not a failure. A crash still fails at once."""
         started = time.monotonic()
         with open(self.log_path, "ab") as log:
             process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
