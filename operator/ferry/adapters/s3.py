@@ -18,6 +18,11 @@ def split(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
+class ObjectStoreUnavailable(Exception):
+    """S3 could not be asked (no credentials, endpoint down, access denied): a condition to report
+    and retry, not a reason for a reconcile to fail."""
+
+
 class ObjectStore:
     def __init__(self, client=None, endpoint_url: str | None = None) -> None:
         if client is None:
@@ -28,10 +33,14 @@ class ObjectStore:
 
     def get_bytes(self, uri: str) -> bytes | None:
         bucket, key = split(uri)
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
         except self.client.exceptions.NoSuchKey:
             return None
+        except (BotoCoreError, ClientError) as error:
+            raise ObjectStoreUnavailable(f"{uri}: {error}") from error
 
     def put_bytes(self, uri: str, data: bytes) -> None:
         bucket, key = split(uri)

@@ -11,6 +11,7 @@ from datetime import datetime, UTC
 
 import kopf
 
+from ferry.adapters.s3 import ObjectStoreUnavailable
 from ferry.api import GROUP, KINDS, VERSION
 from ferry.builders.featurepipeline import (
     BACKFILL_LABEL, FeatureSettings, backfill_jobs, build_child, version_uri)
@@ -21,13 +22,14 @@ from ferry.reconcilers.accept import accept
 from ferry.observability.metrics import FRESHNESS
 from ferry.reconcilers.featurepipeline import (
     POLL_WHILE_RUNNING, Observed, backfill_plan, decide, job_state, parse_time)
-from ferry.reconcilers.outcome import Outcome
+from ferry.reconcilers.outcome import Event, Outcome
 from ferry.reconcilers.usage import deletion_blocked_event, in_use_condition, users
-from ferry.status import set_condition
+from ferry.status import find_condition, make_condition, set_condition
 
 INFO = KINDS["FeaturePipeline"]
 RESULTS_READ = 3  # newest finished runs whose result is read back each reconcile
 DELETION_RETRY = 5.0
+STORE_RETRY = 30.0
 
 
 def settings(ctx: Context) -> FeatureSettings:
@@ -79,8 +81,11 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
             jobs = await ctx.kube.list("batch/v1", "Job", namespace, backfill_selector) + [
                 j for j in jobs if BACKFILL_LABEL not in j["metadata"].get("labels", {})]
     version = version_uri(spec, settings(ctx))
-    latest = await ctx.kube.executors.run("s3", ctx.store.get_json, layout.latest_uri(version))
-    results = await read_results(ctx, version, (latest or {}).get("runId"), jobs)
+    try:
+        latest = await ctx.kube.executors.run("s3", ctx.store.get_json, layout.latest_uri(version))
+        results = await read_results(ctx, version, (latest or {}).get("runId"), jobs)
+    except ObjectStoreUnavailable as error:
+        return store_unavailable(body, outcome, str(error))
     status = outcome.status
     fields, events, requeue = decide(
         spec, {**dict(body.get("status") or {}), **status}, body.metadata["generation"],
@@ -88,6 +93,8 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
     found = await current_users(ctx, namespace, name)
     fields["conditions"] = set_condition(fields["conditions"],
                                          in_use_condition(found, body.metadata["generation"]))
+    fields["conditions"] = set_condition(fields["conditions"], make_condition(
+        "OutputsReadable", True, "Readable", version, body.metadata["generation"]))
     if latest:
         FRESHNESS.set(body.metadata.uid, (namespace, name, spec.feature_set, spec.version),
                       parse_time(latest["time"]).timestamp())
@@ -97,6 +104,20 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
             requeue = POLL_WHILE_RUNNING
     return Outcome(status={**status, **fields, "usedBy": found},
                    events=outcome.events + events, requeue_after=requeue)
+
+
+def store_unavailable(body: kopf.Body, outcome: Outcome, error: str) -> Outcome:
+    """The children are in place, but the outputs cannot be read: say so, keep the last known
+    results, and try again soon (one Warning Event per outage)."""
+    generation = body.metadata["generation"]
+    previous = find_condition((body.get("status") or {}).get("conditions"), "OutputsReadable")
+    conditions = set_condition(outcome.status["conditions"], make_condition(
+        "OutputsReadable", False, "ObjectStoreUnavailable", error[:1024], generation))
+    events = list(outcome.events)
+    if previous is None or previous["status"] != "False":
+        events.append(Event("Warning", "ObjectStoreUnavailable", error[:1024]))
+    return Outcome(status={**outcome.status, "conditions": conditions}, events=events,
+                   requeue_after=STORE_RETRY)
 
 
 async def current_users(ctx: Context, namespace: str, name: str) -> list[str]:
