@@ -2,7 +2,7 @@
 a served model, shifted traffic logged by ``ferry serve``, the drift monitor's Job reports drift,
 the operator starts a retraining TrainingRun (trigger recorded), its ModelVersion passes its gates,
 the ``latestApproved`` InferenceService canaries and promotes it — and a second drift report
-inside the cooldown starts nothing."""
+inside the cooldown starts nothing; removing ``spec.monitoring.drift`` removes the monitor."""
 
 from __future__ import annotations
 
@@ -151,3 +151,17 @@ def test_drift_retrains_gates_and_rolls_out_the_new_model_and_the_cooldown_holds
                                       "json").stdout)["items"]
     assert [r["metadata"]["name"] for r in runs] == [retrain_run]
     assert "RetrainSuppressed" in event_reasons(cluster, namespace, SERVICE)
+
+    # Monitoring removed: the monitor's children and its condition go, the served model stays.
+    cluster.kubectl("patch", "inferenceservice.ferry.dev", SERVICE, "-n", namespace,
+                    "--type=merge", "-p", json.dumps({"spec": {"monitoring": {"drift": None}}}))
+    children = ("cronjob", "serviceaccount", "role.rbac.authorization.k8s.io",
+                "rolebinding.rbac.authorization.k8s.io")
+    wait_for(lambda: all(not cluster.kubectl("get", kind, f"{SERVICE}-drift", "-n", namespace,
+                                             "--ignore-not-found", "-o", "name").stdout.strip()
+                         for kind in children), timeout=60, message="drift monitor removed")
+    after = wait_for(lambda: (s := status(cluster, namespace)) and all(
+        c["type"] != "DriftMonitor" for c in s["conditions"]) and s, timeout=30,
+        message="DriftMonitor condition removed")
+    assert after["stableVersion"] == second and after["phase"] == "Healthy"
+    assert "DriftMonitorRemoved" in event_reasons(cluster, namespace, SERVICE)
