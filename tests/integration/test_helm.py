@@ -127,8 +127,19 @@ def get_json(cluster, *args: str) -> dict:
     return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
 
 
-def test_install_reconcile_upgrade_uninstall(cluster, s3):
+@pytest.fixture
+def release_namespace(cluster):
+    """The release's namespace; the release is uninstalled however the test ends, because a
+    cluster-wide operator left running would reconcile every later test's objects too."""
     namespace = create_namespace(cluster, "helm")
+    yield namespace
+    if json.loads(helm_on(cluster, "list", "-n", namespace, "-o", "json").stdout):
+        helm_on(cluster, "uninstall", RELEASE, "-n", namespace, "--wait", "--timeout", "120s",
+                check=False)
+
+
+def test_install_reconcile_upgrade_uninstall(cluster, s3, release_namespace):
+    namespace = release_namespace
     watched = create_namespace(cluster, "helm-w")
     # The S3 credentials reach the operator as the chart documents it: a Secret loaded with envFrom.
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ferry-s3", "namespace": namespace},
@@ -206,7 +217,11 @@ def expect_reconciled(cluster, operator_namespace: str, namespace: str) -> None:
     except AssertionError as error:
         raise AssertionError(f"{error}\n{operator_logs(cluster, operator_namespace)[-6000:]}") from None
     logs = operator_logs(cluster, operator_namespace, current_only=True)
-    assert logs and "Forbidden" not in logs and " 403" not in logs, logs[-3000:]
+    # A cluster-wide operator also sees other tests' namespaces; Events refused there because the
+    # namespace is being deleted are not an RBAC gap (the API says Forbidden for both).
+    denied = [line for line in logs.splitlines()
+              if "Forbidden" in line and "because it is being terminated" not in line]
+    assert logs and not denied, "\n".join(denied[-10:])[-3000:]
 
 
 def deployment_rolled_out(cluster, namespace: str) -> bool:
