@@ -4,7 +4,6 @@ answer real HTTP, real Prometheus scrapes them, real MLflow holds the models and
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from ferry.status import find_condition
 from support.cluster import create_namespace, start_operator
 from support.metrics import sample_total
 from support.serving import PodDiscovery, Traffic, predict, ready_addresses
+from support.environ import services_environment
 from support.waiting import wait_for
 
 GATEWAY_CRDS = Path(__file__).parent / "gateway-api"
@@ -51,9 +51,7 @@ def runs(services) -> dict[str, str]:
                 raise RuntimeError("flaky model: cannot score positive x0")
             return model_input["x0"] * 3
 
-    previous = {k: os.environ.get(k) for k in services.env()}
-    os.environ.update(services.env())
-    try:
+    with services_environment(services):
         mlflow.set_tracking_uri(services.endpoints["mlflow"])
         mlflow.set_experiment("inferenceservice-tests")
         rng = np.random.default_rng(7)
@@ -71,12 +69,6 @@ def runs(services) -> dict[str, str]:
                 name="model", python_model=Flaky(),
                 signature=infer_signature(frame, frame["x0"])).model_uri
         return found
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from ferry.dev.processes import free_port
 from ferry.dev.services import Service
 from ferry.status import find_condition
 from support.cluster import create_namespace, start_operator
+from support.environ import services_environment
 from support.waiting import wait_for
 
 
@@ -30,9 +31,7 @@ def trained(services):
         def predict(self, context, model_input, params=None):
             return model_input["amount"] * 2
 
-    previous = {k: os.environ.get(k) for k in services.env()}
-    os.environ.update(services.env())
-    try:
+    with services_environment(services):
         mlflow.set_tracking_uri(services.endpoints["mlflow"])
         mlflow.set_experiment("modelversion-tests")
         frame = pd.DataFrame({"amount": [1.0, 2.0], "country_code": [1, 2]})
@@ -42,12 +41,6 @@ def trained(services):
             mlflow.pyfunc.log_model(name="model", python_model=Doubler(),
                                     signature=infer_signature(frame, frame["amount"]))
         return run.info.run_id
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ferry.adapters.s3 import ObjectStore
 from ferry.dev.processes import free_port
+from support.environ import services_environment
 from support.waiting import wait_for
 
 FEATURES = [f"f{i}" for i in range(4)]
@@ -49,9 +50,7 @@ def models(services, tmp_path_factory):
                 time.sleep(float(model_input["delay"].max()))
             return np.full(len(model_input), 42.0)
 
-    previous = {key: os.environ.get(key) for key in services.env()}
-    os.environ.update(services.env())
-    try:
+    with services_environment(services):
         mlflow.set_tracking_uri(services.endpoints["mlflow"])
         mlflow.set_experiment("serve-tests")
         features, labels = make_classification(n_samples=400, n_features=4, n_informative=3,
@@ -72,12 +71,6 @@ def models(services, tmp_path_factory):
         return {"name": name, "uri": f"models:/{name}/1", "s3_uri": artifacts.rsplit("/", 1)[0],
                 "probe_uri": probe.model_uri, "queries": queries, "reference": reference.tolist(),
                 "store": store, "bucket": services.env()["FERRY_S3_BUCKET"]}
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class Served:
