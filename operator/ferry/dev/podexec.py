@@ -3,7 +3,8 @@
 SPEC is a JSON file: ``{"argv": [...], "env": {...}, "workingDir": ..., "mounts": [{"source",
 "target", "readOnly"}]}``. The process unshares its mount namespace, makes every mount private (so
 nothing leaks back to the host), bind-mounts the pod's prepared volume directories at their
-``mountPath`` and then execs the container command: the volumes are visible to that process only.
+``mountPath`` (and the pod's own ``/etc/resolv.conf``, when the runner gives it one) and then execs
+the container command: the volumes are visible to that process only.
 Needs root (CAP_SYS_ADMIN), like a kubelet.
 """
 
@@ -42,7 +43,8 @@ def bind(source: str, target: str, read_only: bool, is_dir: bool) -> None:
         dst.mkdir(parents=True, exist_ok=True)
     else:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.touch(exist_ok=True)
+        if not dst.exists():  # the mount point only: an existing host file is left untouched
+            dst.touch()
     _mount(source, str(dst), MS_BIND | MS_REC)
     if read_only:
         _mount(None, str(dst), MS_BIND | MS_REMOUNT | MS_RDONLY)

@@ -10,6 +10,14 @@ every pod bound to N: init containers in order, then the containers, each as a p
 - **images are ignored**: ``command`` + ``args`` run on the host, so the command must exist here;
 - each pod gets a unique loopback IP (127.x.y.z) but no network namespace: servers must bind to
   their pod IP (declare ``POD_IP`` from the Downward API ``status.podIP``);
+- cluster DNS is served by the runner itself (``ferry.dev.clusterdns``, on port 53 of 127.0.0.10 or
+  the next free 127.0.0.x) instead of CoreDNS: a Service name resolves to the IPs of the ready pods
+  it selects, as a headless Service's would (there is no ClusterIP routing, so clients reach a pod
+  directly at the Service's port, which must equal the targetPort), ``<hostname>.<subdomain>`` to
+  that pod; other names go to the host's nameservers. Each pod's ``/etc/resolv.conf`` is its own
+  file bind-mounted by the kubelet's ``dnsPolicy`` rules (ClusterFirst: the cluster nameserver,
+  ``search <ns>.svc.cluster.local svc.cluster.local cluster.local``, ``ndots:5``; hostNetwork and
+  ``Default`` pods keep the host's). Without root no port 53: pods keep the host's resolv.conf;
 - probes: httpGet, tcpSocket and exec readiness/liveness probes; startup probes are not run;
 - ``kubectl logs``/``exec`` are not served; output goes to ``<state>/pods/<ns>_<pod>_<uid>/<c>.log``;
 - when the runner restarts, a pod whose processes it had started is treated like a pod on a
@@ -36,13 +44,15 @@ from pathlib import Path
 from kubernetes import client, config as kube_config, watch
 from kubernetes.client.rest import ApiException
 
+from ferry.dev.clusterdns import ClusterDNS, pod_resolv_conf
 from ferry.dev.podspec import (
-    FileSpec, Lookups, PodSpecError, command_line, decode_secret, downward_files,
+    FileSpec, Lookups, Mount, PodSpecError, command_line, decode_secret, downward_files,
     encode, log_path, mounts_for, pod_dir, pod_ip_for, pod_phase, resolve_env, restart_backoff,
     should_restart, terminated_reason, select_items)
 
 log = logging.getLogger("ferry.runner")
 HOST_IP = "127.0.0.1"
+HOST_RESOLV_CONF = Path("/etc/resolv.conf")
 RUNNER_LABEL = "ferry.dev/local-runner"
 
 
@@ -212,6 +222,7 @@ class PodWorker(threading.Thread):
         self.started = now()
         self.last_status: dict | None = None
         self.failure: tuple[str, str] | None = None
+        self.dns_mounts: list[Mount] = []
 
     # -- preparation
 
@@ -317,6 +328,15 @@ class PodWorker(threading.Thread):
                                         self.ip, HOST_IP, mode)
         return files
 
+    def prepare_dns(self) -> list[Mount]:
+        """The pod's own /etc/resolv.conf by its dnsPolicy; none when it keeps the host's."""
+        text = pod_resolv_conf(self.pod, self.runner.cluster_dns, self.runner.host_resolv_conf)
+        if text is None:
+            return []
+        path = self.dir / "resolv.conf"
+        path.write_text(text)
+        return [Mount(str(path), str(HOST_RESOLV_CONF), False)]
+
     # -- running
 
     def launch(self, container: ContainerProcess, lookups: Lookups, volumes: dict[str, Path]):
@@ -327,7 +347,7 @@ class PodWorker(threading.Thread):
                                f"{os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin')}")
         env.setdefault("HOSTNAME", self.pod["metadata"]["name"])
         container.start(command_line(container.spec, env), env,
-                        mounts_for(container.spec, volumes))
+                        self.dns_mounts + mounts_for(container.spec, volumes))
 
     def run(self) -> None:
         try:
@@ -337,6 +357,7 @@ class PodWorker(threading.Thread):
             self.publish()
             lookups = self.lookups()
             volumes = self.prepare_volumes(lookups)
+            self.dns_mounts = self.prepare_dns()
             if not self.run_init_containers(lookups, volumes):
                 return
             for container in self.containers:
@@ -571,8 +592,10 @@ class PodWorker(threading.Thread):
 
 class Runner:
     def __init__(self, api_client: client.ApiClient, node_name: str, state_dir: Path,
-                 capacity: dict[str, str]) -> None:
+                 capacity: dict[str, str], cluster_dns: str | None = None,
+                 host_resolv_conf: str = "") -> None:
         self.core = client.CoreV1Api(api_client)
+        self.cluster_dns, self.host_resolv_conf = cluster_dns, host_resolv_conf
         self.node = Node(self.core, client.CoordinationV1Api(api_client), node_name, capacity)
         self.node_name, self.state_dir, self.capacity = node_name, state_dir, capacity
         host = api_client.configuration.host.split("://", 1)[-1]
@@ -686,7 +709,10 @@ def main(argv: list[str] | None = None) -> int:
         capacity["nvidia.com/gpu"] = str(args.gpus)
     api_client = kube_config.new_client_from_config(config_file=args.kubeconfig)
     args.state_dir.mkdir(parents=True, exist_ok=True)
-    runner = Runner(api_client, args.node_name, args.state_dir, capacity)
+    host_resolv_conf = HOST_RESOLV_CONF.read_text() if HOST_RESOLV_CONF.exists() else ""
+    dns = ClusterDNS(client.CoreV1Api(api_client), host_resolv_conf)
+    runner = Runner(api_client, args.node_name, args.state_dir, capacity, dns.serve(),
+                    host_resolv_conf)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.stop.set())
     runner.node.register()
@@ -695,6 +721,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("local runner %s is up (gpus=%s)", args.node_name, args.gpus)
     runner.stop.wait()
     runner.shutdown()
+    dns.stop()
     return 0
 
 
