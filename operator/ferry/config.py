@@ -35,6 +35,8 @@ class OperatorConfig(BaseModel):
     prometheus_url: str | None = Field(
         None, description="Prometheus HTTP API for rollout analysis (InferenceService).")
     features_prefix: str = "features"
+    reconcile_workers: int = Field(
+        16, description="Objects reconciled at once (one work queue for every kind).")
     kube_workers: int = 8
     mlflow_workers: int = 4
     s3_workers: int = 4

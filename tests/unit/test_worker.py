@@ -67,3 +67,111 @@ def test_a_stale_body_is_read_with_our_last_status_write_until_the_watch_catches
     newer = {"metadata": {"resourceVersion": "130"}, "status": {"phase": "Failed"}}
     assert current_status(newer, written) == {"phase": "Failed"}  # someone else wrote since
     assert current_status(stale, None) == stale["status"]
+
+
+# --- the work queue ------------------------------------------------------------------------------
+
+def run(coroutine):
+    import asyncio
+
+    return asyncio.run(coroutine)
+
+
+def test_a_key_is_queued_once_however_often_it_is_added():
+    from ferry.controllers._worker import WorkQueue
+
+    async def scenario():
+        queue = WorkQueue()
+        for key in ("a", "b", "a", "a"):
+            queue.add(key)
+        assert len(queue) == 2
+        assert [await queue.get(), await queue.get()] == ["a", "b"]
+        assert len(queue) == 0
+
+    run(scenario())
+
+
+def test_a_key_added_while_it_is_processed_runs_again_after_done_never_twice_at_once():
+    from ferry.controllers._worker import WorkQueue
+
+    async def scenario():
+        queue = WorkQueue()
+        queue.add("a")
+        assert await queue.get() == "a"
+        queue.add("a")  # changed during its reconcile
+        assert len(queue) == 0, "not handed to a second worker while the first holds it"
+        queue.done("a")
+        assert len(queue) == 1 and await queue.get() == "a"
+        queue.done("a")
+        assert len(queue) == 0
+
+    run(scenario())
+
+
+def test_add_after_keeps_the_earliest_due_time_and_add_supersedes_it():
+    import asyncio
+
+    from ferry.controllers._worker import WorkQueue
+
+    async def scenario():
+        queue = WorkQueue()
+        queue.add_after("a", 0.05)
+        queue.add_after("a", 30)  # later: ignored
+        assert await asyncio.wait_for(queue.get(), timeout=2) == "a"
+        queue.done("a")
+        queue.add_after("b", 30)
+        queue.add("b")  # now: the pending timer is dropped
+        assert await asyncio.wait_for(queue.get(), timeout=2) == "b"
+        queue.done("b")
+        await asyncio.sleep(0.01)
+        assert len(queue) == 0
+        queue.add_after("c", 0.02)
+        queue.forget("c")  # deleted before it was due
+        await asyncio.sleep(0.05)
+        assert len(queue) == 0
+
+    run(scenario())
+
+
+def body(uid: str, generation: int, **metadata) -> dict:
+    return {"metadata": {"uid": uid, "generation": generation, "namespace": "ns", "name": uid,
+                         **metadata}}
+
+
+def test_objects_are_queued_when_new_or_when_their_spec_changed_not_on_status_writes():
+    from ferry.api import KINDS
+    from ferry.controllers._worker import Controllers
+
+    async def scenario():
+        controllers = Controllers(workers=1)
+        info = KINDS["TrainingRun"]
+        controllers.observe(info, None, body("u1", 1))  # listed at start: resume
+        assert len(controllers.queue) == 1
+        assert await controllers.queue.get() == "u1"
+        controllers.queue.done("u1")
+        controllers.observe(info, "MODIFIED", {**body("u1", 1), "status": {"phase": "Running"}})
+        assert len(controllers.queue) == 0, "our own status patch is not a reason"
+        assert controllers.objects["u1"].body["status"] == {"phase": "Running"}, "latest body kept"
+        controllers.observe(info, "MODIFIED", body("u1", 2))
+        assert len(controllers.queue) == 1
+        controllers.wake("unknown-uid")
+        assert len(controllers.queue) == 1, "a child of an object we do not hold wakes nothing"
+
+    run(scenario())
+
+
+def test_deleted_or_terminating_objects_are_forgotten():
+    from ferry.api import KINDS
+    from ferry.controllers._worker import Controllers
+
+    controllers = Controllers(workers=1)
+    info = KINDS["ModelVersion"]
+
+    async def scenario():
+        controllers.observe(info, "ADDED", body("u1", 1))
+        controllers.observe(info, "ADDED", body("u2", 1))
+        controllers.observe(info, "MODIFIED", body("u1", 1, deletionTimestamp="2026-01-01T00:00:00Z"))
+        controllers.observe(info, "DELETED", body("u2", 1))
+        assert controllers.objects == {}
+
+    run(scenario())

@@ -1,13 +1,16 @@
-"""The controller shape every kind shares: events enqueue, one worker per object reconciles.
+"""The controller shape every kind shares: watch events fill a work queue, workers reconcile.
 
-kopf's create/update handlers are edge-triggered; Ferry's reconcile is level-triggered. So the only
-thing the event handlers do is wake the object's worker (a kopf daemon): on creation and on
-operator start (the daemon starts for every existing object, which is how resume happens), on a
-spec change, and when one of its children changes (``children.py``). The worker then runs the
-kind's idempotent ``reconcile`` and writes one status patch, and otherwise wakes every
-``resync_seconds`` to notice drift in children or external systems nobody told it about.
-Failures never escape the worker: they are logged, counted, posted as a Warning Event and retried
-with exponential backoff.
+kopf's create/update handlers are edge-triggered and keep their diff base in an annotation; Ferry's
+reconcile is level-triggered and needs neither. So, as in controller-runtime, one kopf *event*
+handler per kind only records the object's latest body and queues its uid: when it is first seen
+(creation, and every object on operator start, which is how resume happens), when its
+``metadata.generation`` changes (a spec change), and when one of its children changes
+(``children.py``). A fixed pool of workers takes uids off one queue, runs the kind's idempotent
+``reconcile`` and writes one status patch; every object is queued again after ``requeue_after`` or
+``resync_seconds`` to notice drift nobody told it about. A uid is in the queue at most once and held
+by one worker at a time. One queue instead of a kopf daemon per object keeps memory flat: 1,000
+objects cost their bodies, not 1,000 tasks. Failures never escape a worker: they are logged,
+counted, posted as a Warning Event and retried with exponential backoff.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from ferry.adapters.kube import Kube
 from ferry.adapters.s3 import ObjectStore
 from ferry.api import GROUP, VERSION, KindInfo
 from ferry.config import OperatorConfig
-from ferry.observability.metrics import ACTIVE_WORKERS, PHASES, track_reconcile
+from ferry.observability.metrics import PHASES, WORKQUEUE_DEPTH, track_reconcile
 from ferry.reconcilers.accept import accept
 from ferry.reconcilers.outcome import Outcome
 
 MAX_BACKOFF = 300.0
+log = logging.getLogger("ferry.controllers")
 
 
 @dataclass
@@ -40,33 +44,80 @@ class Context:
 
 
 Reconcile = Callable[[Context, kopf.Body], Awaitable[Outcome]]
+RECONCILERS: dict[str, Reconcile] = {}  # by kind, filled by ``register``
 
 
-class Wakeups:
-    """Per-object wake-up flags keyed by uid."""
+class ObjectLogger(logging.LoggerAdapter):
+    """Log lines that name the object they are about."""
+
+    def process(self, msg, kwargs):
+        return f"{self.extra['kind']} {self.extra['object']}: {msg}", kwargs
+
+
+class WorkQueue:
+    """controller-runtime's work queue on one event loop.
+
+    A key is queued at most once; a key added while a worker holds it is queued again when that
+    worker is ``done`` (so a change during a reconcile is never lost, and one object is never
+    reconciled twice at once); ``add_after`` keeps only the earliest pending due time, and ``add``
+    supersedes it (every reconcile ends by scheduling its next one).
+    """
 
     def __init__(self) -> None:
-        self._events: dict[str, asyncio.Event] = {}
+        self._ready: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._processing: set[str] = set()
+        self._dirty: set[str] = set()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
 
-    def _event(self, uid: str) -> asyncio.Event:
-        return self._events.setdefault(uid, asyncio.Event())
+    def __len__(self) -> int:
+        return len(self._queued)
 
-    def wake(self, uid: str) -> None:
-        self._event(uid).set()
+    def add(self, key: str) -> None:
+        self._cancel_timer(key)
+        if key in self._processing:
+            self._dirty.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._ready.put_nowait(key)
+            WORKQUEUE_DEPTH.set(len(self._queued))
 
-    async def sleep(self, uid: str, timeout: float, stopped: kopf.DaemonStopped) -> None:
-        """Return when woken, stopped or after ``timeout``, whichever comes first."""
-        event = self._event(uid)
-        waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stopped.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            event.clear()
+    def add_after(self, key: str, delay: float) -> None:
+        if delay <= 0:
+            self.add(key)
+            return
+        loop = asyncio.get_running_loop()
+        pending = self._timers.get(key)
+        if pending is not None and pending.when() <= loop.time() + delay:
+            return
+        self._cancel_timer(key)
+        self._timers[key] = loop.call_later(delay, self._fire, key)
 
-    def forget(self, uid: str) -> None:
-        self._events.pop(uid, None)
+    def _fire(self, key: str) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
+
+    def _cancel_timer(self, key: str) -> None:
+        if (timer := self._timers.pop(key, None)) is not None:
+            timer.cancel()
+
+    async def get(self) -> str:
+        key = await self._ready.get()
+        self._queued.discard(key)
+        self._processing.add(key)
+        WORKQUEUE_DEPTH.set(len(self._queued))
+        return key
+
+    def done(self, key: str) -> None:
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.add(key)
+
+    def forget(self, key: str) -> None:
+        """No more scheduled work for a deleted object (a queued copy is skipped by the worker)."""
+        self._cancel_timer(key)
+        self._dirty.discard(key)
 
 
 def backoff(failures: int, resync: float) -> float:
@@ -95,7 +146,7 @@ def current_status(body: Mapping, written: Written | None) -> dict:
 
 
 async def reconcile_once(info: KindInfo, reconcile: Reconcile, ctx: Context, body: kopf.Body,
-                         logger: logging.Logger, written: Written | None = None
+                         logger: logging.LoggerAdapter, written: Written | None = None
                          ) -> tuple[Outcome, Written | None]:
     status = current_status(body, written)
     if status != (body.get("status") or {}):
@@ -116,42 +167,115 @@ async def reconcile_once(info: KindInfo, reconcile: Reconcile, ctx: Context, bod
     return outcome, written
 
 
-def register(info: KindInfo, reconcile: Reconcile) -> None:
-    """Wire ``reconcile`` for one kind into kopf."""
-    resource = dict(group=GROUP, version=VERSION, plural=info.plural)
+@dataclass
+class Tracked:
+    """One watched object: its latest body and what its reconciles carry from one to the next."""
 
-    @kopf.on.update(**resource, field="spec", id=f"{info.plural}.spec-changed")
-    async def spec_changed(uid: str, memo: kopf.Memo, **_) -> None:
-        memo.wakeups.wake(uid)
+    info: KindInfo
+    body: dict
+    failures: int = 0
+    written: Written | None = None
 
-    @kopf.daemon(**resource, id=f"{info.plural}.worker", cancellation_timeout=30)
-    async def worker(body: kopf.Body, uid: str, stopped: kopf.DaemonStopped, memo: kopf.Memo,
-                     logger: logging.Logger, **_) -> None:
-        ctx: Context = memo.ctx
-        ACTIVE_WORKERS.labels(info.kind).inc()
-        failures = 0
-        written: Written | None = None
+
+def needs_reconcile(previous: Mapping | None, body: Mapping) -> bool:
+    """New to us, or its spec changed (a status or metadata change is not a reason)."""
+    if previous is None:
+        return True
+    return (previous.get("metadata") or {}).get("generation") != \
+        (body.get("metadata") or {}).get("generation")
+
+
+class Controllers:
+    """The watched objects of every kind, one work queue and the workers that drain it."""
+
+    def __init__(self, workers: int = 16) -> None:
+        self.queue = WorkQueue()
+        self.objects: dict[str, Tracked] = {}
+        self._workers = workers
+        self._tasks: list[asyncio.Task] = []
+
+    def observe(self, info: KindInfo, event_type: str | None, body: Mapping) -> None:
+        """A watch event of a Ferry object (kopf's ``event`` handler)."""
+        uid = body["metadata"]["uid"]
+        if event_type == "DELETED" or body["metadata"].get("deletionTimestamp"):
+            self.forget(uid)  # deletion handlers (kopf ``on.delete``) take over
+            return
+        tracked = self.objects.get(uid)
+        if tracked is None:
+            self.objects[uid] = Tracked(info, dict(body))
+            self.queue.add(uid)
+            return
+        previous, tracked.body = tracked.body, dict(body)
+        if needs_reconcile(previous, body):
+            self.queue.add(uid)
+
+    def wake(self, uid: str) -> None:
+        """Reconcile now (a child changed, or something it depends on did)."""
+        if uid in self.objects:
+            self.queue.add(uid)
+
+    def forget(self, uid: str) -> None:
+        self.objects.pop(uid, None)
+        self.queue.forget(uid)
+        PHASES.forget(uid)
+
+    def start(self, ctx: Context) -> None:
+        """Start the workers once, from inside a kopf handler: they inherit its context, which
+        ``kopf.event`` needs to post Events."""
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._work(ctx), name=f"ferry-worker-{n}")
+                           for n in range(self._workers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _work(self, ctx: Context) -> None:
+        while True:
+            uid = await self.queue.get()
+            try:
+                delay = await self._reconcile(ctx, uid)
+            finally:
+                self.queue.done(uid)
+            if delay is not None and uid in self.objects:
+                self.queue.add_after(uid, delay)
+
+    async def _reconcile(self, ctx: Context, uid: str) -> float | None:
+        """Reconcile one object; the delay until its next reconcile (None: it is gone)."""
+        tracked = self.objects.get(uid)
+        if tracked is None:
+            return None
+        info, body = tracked.info, kopf.Body(tracked.body)
+        logger = ObjectLogger(log, {"kind": info.kind, "object":
+                                    f"{body.metadata.namespace}/{body.metadata.name}"})
         try:
-            while not stopped:
-                delay = ctx.config.resync_seconds
-                try:
-                    outcome, written = await reconcile_once(info, reconcile, ctx, body, logger,
-                                                            written)
-                    failures = 0
-                    delay = outcome.requeue_after or delay
-                except asyncio.CancelledError:
-                    raise
-                except Exception as error:  # a bad object or a flaky dependency must not kill us
-                    failures += 1
-                    delay = backoff(failures, ctx.config.resync_seconds)
-                    logger.exception("reconcile failed (attempt %d, retry in %.0fs)", failures, delay)
-                    kopf.event(body, type="Warning", reason="ReconcileError",
-                               message=f"{type(error).__name__}: {error}"[:1024])
-                await memo.wakeups.sleep(uid, delay, stopped)
-        finally:
-            ACTIVE_WORKERS.labels(info.kind).dec()
-            PHASES.forget(uid)
-            memo.wakeups.forget(uid)
+            outcome, tracked.written = await reconcile_once(
+                info, RECONCILERS[info.kind], ctx, body, logger, tracked.written)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a bad object or a flaky dependency must not kill us
+            tracked.failures += 1
+            delay = backoff(tracked.failures, ctx.config.resync_seconds)
+            logger.exception("reconcile failed (attempt %d, retry in %.0fs)", tracked.failures,
+                             delay)
+            kopf.event(body, type="Warning", reason="ReconcileError",
+                       message=f"{type(error).__name__}: {error}"[:1024])
+            return delay
+        tracked.failures = 0
+        return outcome.requeue_after or ctx.config.resync_seconds
+
+
+def register(info: KindInfo, reconcile: Reconcile) -> None:
+    """Wire ``reconcile`` for one kind into kopf: an event handler that feeds the work queue."""
+    RECONCILERS[info.kind] = reconcile
+
+    @kopf.on.event(GROUP, VERSION, info.plural, id=f"{info.plural}.observe")
+    async def observe(event: Mapping, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+        controllers: Controllers = memo.controllers
+        controllers.start(memo.ctx)
+        controllers.observe(info, event.get("type"), body)
 
 
 def accepting_reconcile(info: KindInfo) -> Reconcile:

@@ -30,4 +30,4 @@ def register() -> None:
                        id=f"children.{plural}")
         async def child_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
             for uid in owner_uids(body):
-                memo.wakeups.wake(uid)
+                memo.controllers.wake(uid)

@@ -178,4 +178,4 @@ async def drift_reported(body: kopf.Body, memo: kopf.Memo, **_) -> None:
     status = body.get("status") or {}
     if wants_retrain(body.get("spec") or {}) and awaits_decision(status.get("drift"),
                                                                  status.get("retrain")):
-        memo.wakeups.wake(body.metadata.uid)
+        memo.controllers.wake(body.metadata.uid)

@@ -310,7 +310,7 @@ async def model_version_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
                                        body.metadata.namespace, ""):
         ref = (service.get("spec") or {}).get("model") or {}
         if ref.get("modelVersion") == name or ref.get("modelName") == model:
-            memo.wakeups.wake(service["metadata"]["uid"])
+            memo.controllers.wake(service["metadata"]["uid"])
 
 
 register(INFO, reconcile)

@@ -22,7 +22,7 @@ from ferry.adapters.kube import Kube, load_client_config
 from ferry.adapters.s3 import ObjectStore
 from ferry.config import OperatorConfig
 from ferry.controllers import children, settings as kopf_settings
-from ferry.controllers._worker import Context, Wakeups
+from ferry.controllers._worker import Context, Controllers
 from ferry.leader import LeaderElector
 from ferry.observability import logging as ferry_logging
 from ferry.observability.metrics import EVENT_LOOP_LAG, LEADER
@@ -80,12 +80,17 @@ async def _operate(config: OperatorConfig, api_client: client.ApiClient, stop: t
     executors = Executors(config)
     context = Context(config=config, kube=Kube(api_client, executors),
                       store=ObjectStore(endpoint_url=config.s3_endpoint))
-    memo = kopf.Memo(ctx=context, wakeups=Wakeups())
+    controllers = Controllers(config.reconcile_workers)
+    memo = kopf.Memo(ctx=context, controllers=controllers)
     register_controllers()
 
     @kopf.on.startup()
     async def configure(settings: kopf.OperatorSettings, **_) -> None:
         kopf_settings.configure(settings, config.kube_workers)
+
+    @kopf.on.cleanup()
+    async def stop_workers(**_) -> None:
+        await controllers.stop()
 
     @kopf.on.login()
     def login(**_) -> kopf.ConnectionInfo:

@@ -249,15 +249,25 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
 async def trial_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
     """A trial changed: wake its sweep, which may start the next trial or finish."""
     for uid in owner_uids(body):
-        memo.wakeups.wake(uid)
+        memo.controllers.wake(uid)
 
 
-@kopf.on.delete(GROUP, VERSION, INFO.plural, id="trainingruns.end-tracking", optional=True)
+def tracking_uri(body: kopf.Body, ctx: Context) -> str | None:
+    return ((body.get("spec") or {}).get("mlflow") or {}).get("trackingUri") or ctx.config.mlflow_uri
+
+
+def tracked_in_mlflow(body: kopf.Body, memo: kopf.Memo, **_) -> bool:
+    """Only a run with an MLflow server has something outside Kubernetes to end on deletion, so
+    only such a run carries the finalizer (an API write per run, and a deletion that waits)."""
+    return tracking_uri(body, memo.ctx) is not None
+
+
+@kopf.on.delete(GROUP, VERSION, INFO.plural, id="trainingruns.end-tracking", when=tracked_in_mlflow)
 async def end_tracking(body: kopf.Body, memo: kopf.Memo, **_) -> None:
     """Children go with the garbage collector; the MLflow run is marked KILLED if still open."""
     ctx: Context = memo.ctx
     run_id = (body.get("status") or {}).get("mlflowRunId")
-    uri = ((body.get("spec") or {}).get("mlflow") or {}).get("trackingUri") or ctx.config.mlflow_uri
+    uri = tracking_uri(body, ctx)
     if run_id and uri:
         try:
             await ctx.kube.executors.run("mlflow", tracker(uri).end_run, run_id, "KILLED")
