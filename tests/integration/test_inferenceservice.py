@@ -447,9 +447,10 @@ def test_httproute_weights_match_each_canary_step(cluster, namespace, operator, 
 
 def test_shadow_candidate_gets_mirrored_requests_and_clients_only_see_stable_answers(
         cluster, namespace, operator, scraped, runs):
-    """Without a gateway the stable pods mirror; the local runner has no cluster DNS, so the
-    mirrored requests cannot reach ``<name>-canary`` here: the test shows the stable servers
-    forwarding them (``ferry_serve_mirrored_total``), not the candidate answering them."""
+    """Without a gateway the stable pods mirror to ``<name>-canary.<ns>.svc.cluster.local``,
+    which the local runner's cluster DNS resolves to the candidate pod: Prometheus shows the
+    candidate (version 2) answering the mirrored requests and the stable servers counting them
+    ``ok``, while clients only ever get the stable model's answers."""
     services = scraped
     model = f"sh-{namespace}"
     apply(cluster, model_version(namespace, "sh-1", model, runs["double"]))
@@ -470,15 +471,22 @@ def test_shadow_candidate_gets_mirrored_requests_and_clients_only_see_stable_ans
         f"http://mirror-canary.{namespace}.svc.cluster.local:8080"
     assert env["FERRY_MIRROR_PERCENT"] == "100"
     assert ready_addresses(cluster.api_client, namespace, "mirror-canary"), "candidate runs"
+
+    def scraped_total(metric, **labels):
+        selector = ",".join(f'{k}="{v}"' for k, v in {"namespace": namespace, **labels}.items())
+        result = requests.get(f"{services.endpoints['prometheus']}/api/v1/query",
+                              params={"query": f"sum({metric}{{{selector}}})"},
+                              timeout=5).json()["data"]["result"]
+        return float(result[0]["value"][1]) if result else 0.0
+
     with Traffic(cluster.api_client, namespace, "mirror") as traffic:
         wait_for(lambda: len(traffic.answers) > 30, timeout=60, message="traffic")
-
-        def mirrored():
-            query = f'sum(ferry_serve_mirrored_total{{namespace="{namespace}",version="1"}})'
-            result = requests.get(f"{services.endpoints['prometheus']}/api/v1/query",
-                                  params={"query": query}, timeout=5).json()["data"]["result"]
-            return result and float(result[0]["value"][1]) > 0
-        wait_for(mirrored, timeout=60, message="the stable servers mirror requests")
+        wait_for(lambda: scraped_total("ferry_serve_requests_total", version="2",
+                                       route="/invocations", code="200") > 0,
+                 timeout=90, message="the candidate answers mirrored requests")
+        wait_for(lambda: scraped_total("ferry_serve_mirrored_total", version="1",
+                                       result="ok") > 0,
+                 timeout=60, message="the stable servers see the candidate's answers")
     answers = {a.prediction for a in traffic.answers if a.code == 200}
     assert answers == {2.0, -2.0}, f"clients only see the stable model's answers: {answers}"
     assert status_of(cluster, namespace, "mirror")["stableVersion"] == "sh-1"
