@@ -160,3 +160,39 @@ def test_placement_at_the_first_try_is_no_event_but_recovering_from_a_problem_is
     assert [e.reason for e in events] == ["InsufficientGPU"]
     placed, events, _ = decide(spec(), problem, 1, Observed(job=running))
     assert [(e.type, e.reason) for e in events] == [("Normal", "Scheduled")]
+
+
+def test_credentials_arrive_by_secret_reference_and_the_s3_endpoint_by_default():
+    from dataclasses import replace
+
+    run = spec(mlflow={"credentials": {"name": "mlflow-creds"}},
+               checkpoint={"uri": "s3://ckpt/fraud/", "credentials": {"name": "s3-creds"}})
+    job = build_job(OWNER, run, replace(TRACKING, s3_endpoint="http://s3.local:8333"))
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "mlflow-creds"}},
+                                    {"secretRef": {"name": "s3-creds"}}]
+    values = env(job)
+    assert values["AWS_ENDPOINT_URL_S3"] == values["MLFLOW_S3_ENDPOINT_URL"] == "http://s3.local:8333"
+    assert values["FERRY_CHECKPOINT_URI"] == "s3://ckpt/fraud/"
+    assert not any("SECRET" in name or "PASSWORD" in name for name in values)
+
+    shared = spec(mlflow={"credentials": {"name": "creds"}},
+                  checkpoint={"uri": "s3://ckpt/x/", "credentials": {"name": "creds"}})
+    assert build_job(OWNER, shared, TRACKING)["spec"]["template"]["spec"]["containers"][0][
+        "envFrom"] == [{"secretRef": {"name": "creds"}}]
+    own = spec(env=[{"name": "AWS_ENDPOINT_URL_S3", "value": "http://mine"}])
+    job = build_job(OWNER, own, replace(TRACKING, s3_endpoint="http://s3.local:8333"))
+    names = [e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert names.count("AWS_ENDPOINT_URL_S3") == 1 and env(job)["AWS_ENDPOINT_URL_S3"] == \
+        "http://mine", "the spec's own value wins, once"
+
+
+def test_each_sweep_trial_checkpoints_under_its_own_prefix():
+    from ferry.builders.trainingrun import build_trial
+
+    owner = {**OWNER, "spec": {"image": "trainer:1", "checkpoint": {"uri": "s3://ckpt/fraud"},
+                               "sweep": {"parameters": {}}}}
+    first, second = (build_trial(owner, index, {"lr": str(index)}, None) for index in (0, 1))
+    assert first["spec"]["checkpoint"]["uri"] == "s3://ckpt/fraud/fraud-t0/"
+    assert second["spec"]["checkpoint"]["uri"] == "s3://ckpt/fraud/fraud-t1/"
+    assert owner["spec"]["checkpoint"]["uri"] == "s3://ckpt/fraud", "the sweep's spec is untouched"

@@ -17,12 +17,16 @@ class MlflowTracking(ApiModel):
         None, description="Experiment name; default: the namespace.")
     tracking_uri: Annotated[str, Field(max_length=1024)] | None = Field(
         None, description="Default: the operator's configured MLflow.")
-    credentials: SecretRef | None = None
+    credentials: SecretRef | None = Field(
+        None, description="Secret whose keys become the trainer's environment (envFrom), e.g. "
+                          "MLFLOW_TRACKING_TOKEN or AWS_* for the artifact store.")
 
 
 class Checkpoint(ApiModel):
     uri: Annotated[str, Field(max_length=1024, pattern=r"^s3://[^/]+/.*$")]
-    credentials: SecretRef | None = None
+    credentials: SecretRef | None = Field(
+        None, description="Secret whose keys become the trainer's environment (envFrom), e.g. "
+                          "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.")
 
 
 class SweepParameter(ApiModel):

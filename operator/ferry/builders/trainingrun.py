@@ -52,6 +52,7 @@ class Tracking:
     experiment: str | None = None
     run_id: str | None = None
     features_uri: str | None = None
+    s3_endpoint: str | None = None  # the operator's, for features, checkpoints and artifacts
 
 
 def job_name(name: str, attempt: int = 0) -> str:
@@ -87,8 +88,19 @@ def ferry_env(owner: dict, spec: TrainingRunSpec, tracking: Tracking, attempt: i
         "MLFLOW_TRACKING_URI": spec.mlflow.tracking_uri or tracking.tracking_uri,
         "MLFLOW_EXPERIMENT_NAME": tracking.experiment,
         "MLFLOW_RUN_ID": tracking.run_id,
+        "AWS_ENDPOINT_URL_S3": tracking.s3_endpoint,
+        "MLFLOW_S3_ENDPOINT_URL": tracking.s3_endpoint,
     }
-    return [{"name": k, "value": v} for k, v in values.items() if v]
+    own = {e.name for e in spec.env}  # the spec's env wins over the operator's defaults
+    return [{"name": k, "value": v} for k, v in values.items() if v and k not in own]
+
+
+def credentials_env_from(spec: TrainingRunSpec) -> list[dict]:
+    """The MLflow and checkpoint Secrets as environment (``AWS_*``, ``MLFLOW_TRACKING_*`` keys):
+    credentials reach the pod by reference, never through the spec."""
+    names = [ref.name for ref in (spec.mlflow.credentials,
+                                  spec.checkpoint.credentials if spec.checkpoint else None) if ref]
+    return [{"secretRef": {"name": name}} for name in dict.fromkeys(names)]
 
 
 def torchrun_env(name: str, spec: TrainingRunSpec, attempt: int = 0) -> list[dict]:
@@ -136,7 +148,8 @@ def pod_template(owner: dict, spec: TrainingRunSpec, tracking: Tracking, attempt
                                                      "sizeLimit": str(spec.shm_size)}})
     container = {
         "name": "trainer", "image": spec.image, "command": spec.command, "args": spec.args,
-        "env": env, "resources": resources(spec), "volumeMounts": mounts,
+        "env": env, "envFrom": credentials_env_from(spec), "resources": resources(spec),
+        "volumeMounts": mounts,
         "securityContext": {"allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]}},
     }
@@ -229,6 +242,9 @@ def build_trial(owner: dict, index: int, parameters: dict[str, str],
     run = owner["metadata"]["name"]
     spec = {k: v for k, v in owner["spec"].items() if k != "sweep"}
     spec["parameters"] = {**(spec.get("parameters") or {}), **parameters}
+    if checkpoint := spec.get("checkpoint"):  # trials must not resume from each other's steps
+        spec["checkpoint"] = {**checkpoint,
+                              "uri": f"{checkpoint['uri'].rstrip('/')}/{trial_name(run, index)}/"}
     metadata = _metadata(owner, trial_name(run, index))
     metadata["labels"] |= {SWEEP_LABEL: run, TRIAL_LABEL: str(index)}
     if parent_run_id:

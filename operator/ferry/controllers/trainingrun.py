@@ -121,7 +121,8 @@ async def reconcile_job(ctx: Context, body: kopf.Body, spec: TrainingRunSpec, st
     data_uri = container_env(job, "FERRY_FEATURES_URI") if job else \
         await features_uri(ctx, namespace, spec.features)
     tracking = Tracking(tracking_uri=tracked.uri, experiment=tracked.experiment,
-                        run_id=tracked.run_id, features_uri=data_uri)
+                        run_id=tracked.run_id, features_uri=data_uri,
+                        s3_endpoint=ctx.config.s3_endpoint)
     if restart is not None and restart.ready:
         attempt, job, pods = restart.attempt, None, []
         events.append(Event("Warning", "Restarting", restart.message))
