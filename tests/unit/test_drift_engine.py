@@ -9,7 +9,7 @@ import pytest
 
 from ferry.api.inferenceservice import DriftMonitor
 from ferry.drift.data import TableDataset
-from ferry.drift.engine import compare
+from ferry.drift.engine import compare, more_distinct_than, numeric_values
 
 COUNTRIES = ["DE", "FR", "NL", "US"]
 
@@ -159,3 +159,18 @@ def test_numeric_column_with_few_values_is_compared_as_categories():
     assert rating["kind"] == "categorical" and rating["method"] == "jensenShannon"
     assert set(rating["histogram"]["categories"]) == {"1", "2", "3"}  # ints and floats agree
     assert rating["verdict"] == "Drifted"
+
+
+def test_numeric_values_are_sorted_without_nulls_and_nans():
+    column = pa.chunked_array([[3.0, None, float("nan"), 1.0], [2.0, float("nan")]])
+    assert numeric_values(column).tolist() == [1.0, 2.0, 3.0]
+    assert numeric_values(pa.chunked_array([[2, None, 1]])).tolist() == [1.0, 2.0]
+    assert numeric_values(pa.chunked_array([], type=pa.float64())).size == 0
+
+
+@pytest.mark.parametrize(("values", "limit", "expected"), [
+    ([], 5, False), ([1.0, 1.0, 1.0], 0, True), ([1.0, 1.0, 1.0], 1, False),
+    ([1, 1, 2, 3, 4, 5, 5], 5, False), ([1, 1, 2, 3, 4, 5, 6], 5, True),
+])
+def test_more_distinct_than_counts_distinct_values_of_a_sorted_sample(values, limit, expected):
+    assert more_distinct_than(np.array(values, dtype=float), limit) is expected

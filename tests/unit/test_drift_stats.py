@@ -28,6 +28,8 @@ CASES = [
     pytest.param(20_000, 15_000, 4, 0.1, 1.3, False, id="large-asymptotic"),
     pytest.param(12_000, 30_000, 5, 0.0, 1.0, True, id="large-ties"),
     pytest.param(7, 5, 6, 1.0, 1.0, False, id="tiny"),
+    pytest.param(20_000, 20_000, 8, 0.2, 1.1, False, id="equal-sizes"),
+    pytest.param(3000, 3000, 9, 0.0, 1.0, True, id="equal-sizes-ties"),
 ]
 
 

@@ -1,14 +1,15 @@
 """Exact drift statistics on one column, pure numpy/scipy.
 
-Numeric columns arrive as **sorted** float64 arrays without nulls; every statistic is computed from
-one merge of the two sorted samples, so a column costs two sorts and one binary search instead of a
-sort per statistic. The results equal scipy's ``ks_2samp``, ``wasserstein_distance``,
+Numeric columns arrive as **sorted** float64 arrays without nulls; KS and Wasserstein are read
+from one binary search of the current sample in the reference, so a column costs two sorts and one
+search instead of a sort per statistic. The results equal scipy's ``ks_2samp``, ``wasserstein_distance``,
 ``chi2_contingency(correction=False)`` and ``spatial.distance.jensenshannon`` (tests hold them to
 1e-9). Categorical columns arrive as ``{value: count}`` maps.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,37 +113,76 @@ def histogram_edges(reference_sorted: np.ndarray, current_sorted: np.ndarray,
     return np.histogram_bin_edges([low, high], bins=bins)
 
 
+def ks_statistic(reference_sorted: np.ndarray, current_sorted: np.ndarray,
+                 at_or_below: np.ndarray) -> float:
+    """sup |F_ref - F_cur| from where the current values fall in the reference (``at_or_below``:
+    ``searchsorted(reference, current, side='right')``).
+
+    The difference rises at reference values and falls at current ones, so its maximum is reached
+    just below a current value and its minimum at one: no merged array is needed. Counts are kept
+    in exact integers, in units of 1/lcm(n1, n2), and divided once.
+    """
+    n1, n2 = reference_sorted.size, current_sorted.size
+    common = math.gcd(n1, n2)
+    reference_unit, current_unit = n2 // common, n1 // common  # 1/n1 and 1/n2 in those units
+    current_before = np.arange(0, n2 * current_unit, current_unit, dtype=np.int64)
+    difference = at_or_below * reference_unit
+    difference -= current_before
+    # At the last of equal current values F_cur has risen by all of them: max((j+1)/n2 - r_j/n1).
+    falls = current_unit - int(difference.min())
+    # Just below a current value the reference values equal to it do not count yet. Counting them
+    # only overstates the rise, so the maximum stands unless the value it was reached at is tied.
+    peak = int(difference.argmax())
+    rises = int(difference[peak])
+    if at_or_below[peak] and reference_sorted[at_or_below[peak] - 1] == current_sorted[peak]:
+        tied = reference_sorted.take(at_or_below - 1) == current_sorted
+        strictly_below = at_or_below.copy()
+        strictly_below[tied] = np.searchsorted(reference_sorted, current_sorted[tied], side="left")
+        difference = strictly_below * reference_unit
+        difference -= current_before
+        rises = int(difference.max())
+    return max(rises, falls) / (n1 * reference_unit)
+
+
+def wasserstein_distance(reference_sorted: np.ndarray, current_sorted: np.ndarray,
+                         at_or_below: np.ndarray) -> float:
+    """The integral of |F_ref - F_cur|, with ``at_or_below`` as in ``ks_statistic``."""
+    n1, n2 = reference_sorted.size, current_sorted.size
+    if n1 == n2:
+        # Equally sized samples: the same integral over quantiles pairs the i-th smallest values.
+        distances = reference_sorted - current_sorted
+        np.abs(distances, out=distances)
+        return float(distances.mean())
+    total = n1 + n2
+    common = math.gcd(n1, n2)
+    # Where each current value lands in the merged order: after equal reference values.
+    position_of_current = np.arange(n2, dtype=np.int64)
+    position_of_current += at_or_below
+    from_current = np.zeros(total, dtype=bool)
+    from_current[position_of_current] = True
+    merged = np.empty(total)
+    merged[position_of_current] = current_sorted
+    merged[~from_current] = reference_sorted
+    del from_current
+    # F_ref - F_cur after each merged value, in exact integer units of 1/lcm(n1, n2).
+    gaps = np.full(total, n2 // common, dtype=np.int64)
+    gaps[position_of_current] = -(n1 // common)
+    np.cumsum(gaps, out=gaps)
+    np.abs(gaps, out=gaps)
+    steps = np.diff(merged)
+    steps *= gaps[:-1]
+    return float(steps.sum()) / (n1 * (n2 // common))
+
+
 def compare_numeric(reference_sorted: np.ndarray, current_sorted: np.ndarray,
                     psi_bins: int = PSI_BINS) -> NumericComparison:
-    """All numeric statistics from one merge of two sorted, non-empty, NaN-free samples."""
+    """All numeric statistics of two sorted, non-empty, NaN-free samples; KS and Wasserstein share
+    one binary search of the current sample in the reference instead of a merge each."""
     ref, cur = reference_sorted, current_sorted
-    n1, n2 = ref.size, cur.size
-    total = n1 + n2
-    # Where each current value lands in the merged order (after equal reference values, like
-    # searchsorted(side='right') in scipy's CDFs): the merge without sorting again.
-    position_of_current = np.searchsorted(ref, cur, side="right")
-    position_of_current += np.arange(n2)
-    from_reference = np.ones(total, dtype=bool)
-    from_reference[position_of_current] = False
-    merged = np.empty(total)
-    merged[position_of_current] = cur
-    merged[from_reference] = ref
-    # |F_ref - F_cur| after each merged value: cum/n1 - (k - cum)/n2, computed in place.
-    gaps = np.cumsum(from_reference, dtype=np.float64)
-    current_cdf = np.arange(1, total + 1, dtype=np.float64)
-    current_cdf -= gaps
-    current_cdf /= n2
-    gaps /= n1
-    gaps -= current_cdf
-    np.abs(gaps, out=gaps)
-    del current_cdf
-    steps = np.diff(merged)
-    wasserstein = float(np.dot(gaps[:-1], steps))
-    # The CDFs are only defined after the last of equal values: evaluate D at those ends.
-    distinct = steps != 0
-    ks = float(gaps.max() if distinct.all() else max(gaps[:-1][distinct].max(initial=0.0),
-                                                     gaps[-1]))
-    del merged, gaps, steps, distinct, from_reference, position_of_current
+    at_or_below = np.searchsorted(ref, cur, side="right")
+    ks = ks_statistic(ref, cur, at_or_below)
+    wasserstein = wasserstein_distance(ref, cur, at_or_below)
+    del at_or_below
     reference_std = float(np.std(ref))
 
     psi_edges = psi_inner_edges(ref, psi_bins)
