@@ -1,7 +1,9 @@
 """Who uses a FeaturePipeline: InferenceServices serving a ModelVersion trained on it (pure).
 
-An InferenceService serves the ModelVersion it pins (``spec.model.modelVersion``) and the versions
-its status reports as stable or canary (``latestApproved`` services, and rollouts in flight).
+An InferenceService serves the ModelVersion it pins (``spec.model.modelVersion``), the versions its
+status reports as stable or canary (``latestApproved`` services, and rollouts in flight), and the
+previous version a rollout keeps warm for an instant rollback (blue-green ``scaleDownDelaySeconds``,
+the ``postPromotion`` window): deleting that one would turn the rollback into an outage.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ def served_model_versions(service: dict) -> set[str]:
     names = {(service.get("spec", {}).get("model") or {}).get("modelVersion")}
     status = service.get("status") or {}
     names |= {status.get("stableVersion"), status.get("canaryVersion")}
+    rollout = status.get("rollout") or {}
+    names |= {(rollout.get(role) or {}).get("modelVersion")
+              for role in ("stable", "candidate", "previous")}
     return {n for n in names if n}
 
 
