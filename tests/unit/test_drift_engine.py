@@ -165,6 +165,7 @@ def test_numeric_values_are_sorted_without_nulls_and_nans():
     column = pa.chunked_array([[3.0, None, float("nan"), 1.0], [2.0, float("nan")]])
     assert numeric_values(column).tolist() == [1.0, 2.0, 3.0]
     assert numeric_values(pa.chunked_array([[2, None, 1]])).tolist() == [1.0, 2.0]
+    assert numeric_values(pa.chunked_array([pa.array([3.0, 1.0, 2.0]).slice(1)])).tolist() == [1.0, 2.0]
     assert numeric_values(pa.chunked_array([], type=pa.float64())).size == 0
 
 

@@ -111,7 +111,9 @@ def numeric_values(column: pa.ChunkedArray) -> np.ndarray:
     column = pc.cast(column, pa.float64())
     if column.null_count:
         column = column.drop_null()
-    values = np.sort(column.to_numpy())
+    # DLPack views of the chunks: pyarrow's to_numpy would import pandas (~0.4 s) for the same.
+    values = np.concatenate([np.from_dlpack(chunk) for chunk in column.chunks] or [np.empty(0)])
+    values.sort()
     # NaNs sort last: cut them off with a binary search instead of a pass over the values.
     return values[:np.searchsorted(values, np.nan)]
 
