@@ -71,6 +71,35 @@ def test_numeric_jensen_shannon_equals_scipy_on_shared_histogram(n1, n2, seed, s
     assert result.jensen_shannon == pytest.approx(distance.jensenshannon(r, c), abs=TOLERANCE)
 
 
+def random_pair(rng, trial: int) -> tuple[np.ndarray, np.ndarray]:
+    """Small samples of every shape the KS blocks meet: one or several blocks, equal sizes,
+    sizes sharing a factor, and ties within and across the samples."""
+    n1, n2 = (int(n) for n in rng.integers(1, 700, size=2))
+    if trial % 5 == 0:
+        n2 = n1
+    shape = trial % 4
+    if shape == 0:
+        ref, cur = rng.normal(size=n1), rng.normal(rng.normal() * 0.3, 1.0, size=n2)
+    elif shape == 1:
+        ref, cur = rng.integers(0, 5, n1).astype(float), rng.integers(0, 6, n2).astype(float)
+    elif shape == 2:
+        ref = rng.normal(size=n1)
+        cur = rng.choice(ref, n2)
+    else:
+        ref, cur = np.round(rng.normal(size=n1), 1), np.round(rng.normal(0.1, 1.0, size=n2), 1)
+    return np.sort(ref), np.sort(cur)
+
+
+def test_ks_and_wasserstein_equal_scipy_on_many_small_samples():
+    rng = np.random.default_rng(12)
+    for trial in range(400):
+        ref, cur = random_pair(rng, trial)
+        assert stats.ks_statistic(ref, cur) == pytest.approx(
+            sps.ks_2samp(ref, cur).statistic, abs=TOLERANCE), (trial, ref.size, cur.size)
+        assert stats.wasserstein_distance(ref, cur) == pytest.approx(
+            sps.wasserstein_distance(ref, cur), abs=TOLERANCE), (trial, ref.size, cur.size)
+
+
 def test_identical_samples_have_zero_distance():
     ref, _ = samples(1000, 10, 7)
     result = stats.compare_numeric(ref, ref.copy())

@@ -1,10 +1,10 @@
 """Exact drift statistics on one column, pure numpy/scipy.
 
-Numeric columns arrive as **sorted** float64 arrays without nulls; KS and Wasserstein are read
-from one binary search of the current sample in the reference, so a column costs two sorts and one
-search instead of a sort per statistic. The results equal scipy's ``ks_2samp``, ``wasserstein_distance``,
-``chi2_contingency(correction=False)`` and ``spatial.distance.jensenshannon`` (tests hold them to
-1e-9). Categorical columns arrive as ``{value: count}`` maps.
+Numeric columns arrive as **sorted** float64 arrays without nulls; a column costs their two sorts
+and a few passes over them, not a sort or merge per statistic. The results equal scipy's
+``ks_2samp``, ``wasserstein_distance``, ``chi2_contingency(correction=False)`` and
+``spatial.distance.jensenshannon`` (tests hold them to 1e-9). Categorical columns arrive as
+``{value: count}`` maps.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ HISTOGRAM_BINS = 30
 STD_FLOOR = 1e-3
 # scipy's ks_2samp computes the exact p-value up to this sample size, the asymptotic one above.
 KS_EXACT_MAX_N = 10_000
+# Current values per block whose KS bound is checked before its values are searched one by one.
+KS_BLOCK = 64
 
 
 @dataclass(frozen=True)
@@ -113,76 +115,71 @@ def histogram_edges(reference_sorted: np.ndarray, current_sorted: np.ndarray,
     return np.histogram_bin_edges([low, high], bins=bins)
 
 
-def ks_statistic(reference_sorted: np.ndarray, current_sorted: np.ndarray,
-                 at_or_below: np.ndarray) -> float:
-    """sup |F_ref - F_cur| from where the current values fall in the reference (``at_or_below``:
-    ``searchsorted(reference, current, side='right')``).
+def ks_statistic(reference_sorted: np.ndarray, current_sorted: np.ndarray) -> float:
+    """sup |F_ref - F_cur|, with a binary search for few of the current values.
 
-    The difference rises at reference values and falls at current ones, so its maximum is reached
-    just below a current value and its minimum at one: no merged array is needed. Counts are kept
-    in exact integers, in units of 1/lcm(n1, n2), and divided once.
+    F_ref - F_cur rises at reference values and falls at current ones, so its maximum is reached
+    just below a current value (``rises``: reference values strictly below it) and its minimum at
+    one (``falls``: reference values at or below it), in exact integer counts (units of
+    1/lcm(n1, n2)). The counts never decrease along the sorted current values, so those at the
+    ends of a block of ``KS_BLOCK`` values bound the whole block: only blocks whose bound beats
+    the best value at the block ends are searched value by value.
     """
-    n1, n2 = reference_sorted.size, current_sorted.size
+    ref, cur = reference_sorted, current_sorted
+    n1, n2 = ref.size, cur.size
     common = math.gcd(n1, n2)
     reference_unit, current_unit = n2 // common, n1 // common  # 1/n1 and 1/n2 in those units
-    current_before = np.arange(0, n2 * current_unit, current_unit, dtype=np.int64)
-    difference = at_or_below * reference_unit
-    difference -= current_before
-    # At the last of equal current values F_cur has risen by all of them: max((j+1)/n2 - r_j/n1).
-    falls = current_unit - int(difference.min())
-    # Just below a current value the reference values equal to it do not count yet. Counting them
-    # only overstates the rise, so the maximum stands unless the value it was reached at is tied.
-    peak = int(difference.argmax())
-    rises = int(difference[peak])
-    if at_or_below[peak] and reference_sorted[at_or_below[peak] - 1] == current_sorted[peak]:
-        tied = reference_sorted.take(at_or_below - 1) == current_sorted
-        strictly_below = at_or_below.copy()
-        strictly_below[tied] = np.searchsorted(reference_sorted, current_sorted[tied], side="left")
-        difference = strictly_below * reference_unit
-        difference -= current_before
-        rises = int(difference.max())
+    starts = np.arange(0, n2, KS_BLOCK)
+    ends = np.minimum(starts + KS_BLOCK - 1, n2 - 1)
+    below_end = np.searchsorted(ref, cur[ends], side="left") * reference_unit
+    at_or_below_start = np.searchsorted(ref, cur[starts], side="right") * reference_unit
+    rises = int((below_end - ends * current_unit).max())
+    falls = int(((starts + 1) * current_unit - at_or_below_start).max())
+    open_blocks = ((below_end - starts * current_unit > rises)
+                   | ((ends + 1) * current_unit - at_or_below_start > falls))
+    if open_blocks.any():
+        index = (starts[open_blocks, None] + np.arange(KS_BLOCK)).ravel()
+        index = index[index < n2]
+        values = cur[index]
+        below = np.searchsorted(ref, values, side="left") * reference_unit
+        rises = max(rises, int((below - index * current_unit).max()))
+        at_or_below = np.searchsorted(ref, values, side="right") * reference_unit
+        falls = max(falls, int(((index + 1) * current_unit - at_or_below).max()))
     return max(rises, falls) / (n1 * reference_unit)
 
 
-def wasserstein_distance(reference_sorted: np.ndarray, current_sorted: np.ndarray,
-                         at_or_below: np.ndarray) -> float:
-    """The integral of |F_ref - F_cur|, with ``at_or_below`` as in ``ks_statistic``."""
-    n1, n2 = reference_sorted.size, current_sorted.size
-    if n1 == n2:
-        # Equally sized samples: the same integral over quantiles pairs the i-th smallest values.
-        distances = reference_sorted - current_sorted
+def wasserstein_distance(reference_sorted: np.ndarray, current_sorted: np.ndarray) -> float:
+    """The integral of |F_ref - F_cur| dx, computed as the equal integral of |Q_ref - Q_cur| du
+    over quantiles: their steps sit at multiples of 1/n, so the samples pair up by index
+    arithmetic instead of a merge."""
+    larger, smaller = sorted((reference_sorted, current_sorted), key=len, reverse=True)
+    if larger.size == smaller.size:
+        distances = larger - smaller
         np.abs(distances, out=distances)
         return float(distances.mean())
-    total = n1 + n2
-    common = math.gcd(n1, n2)
-    # Where each current value lands in the merged order: after equal reference values.
-    position_of_current = np.arange(n2, dtype=np.int64)
-    position_of_current += at_or_below
-    from_current = np.zeros(total, dtype=bool)
-    from_current[position_of_current] = True
-    merged = np.empty(total)
-    merged[position_of_current] = current_sorted
-    merged[~from_current] = reference_sorted
-    del from_current
-    # F_ref - F_cur after each merged value, in exact integer units of 1/lcm(n1, n2).
-    gaps = np.full(total, n2 // common, dtype=np.int64)
-    gaps[position_of_current] = -(n1 // common)
-    np.cumsum(gaps, out=gaps)
-    np.abs(gaps, out=gaps)
-    steps = np.diff(merged)
-    steps *= gaps[:-1]
-    return float(steps.sum()) / (n1 * (n2 // common))
+    # Each quantile step of the larger sample overlaps one step of the smaller sample, or two.
+    common = math.gcd(larger.size, smaller.size)
+    step, smaller_step = smaller.size // common, larger.size // common  # widths in 1/lcm
+    start = np.arange(0, larger.size * step, step)
+    paired = start // smaller_step
+    share = (paired + 1) * smaller_step
+    share -= start
+    np.minimum(share, step, out=share)
+    total = np.dot(share, np.abs(larger - smaller[paired]))
+    # The rest of the step lies in the next step of the smaller sample (none after its last).
+    np.subtract(step, share, out=share)
+    paired += 1
+    np.minimum(paired, smaller.size - 1, out=paired)
+    total += np.dot(share, np.abs(larger - smaller[paired]))
+    return float(total) / (larger.size * step)
 
 
 def compare_numeric(reference_sorted: np.ndarray, current_sorted: np.ndarray,
                     psi_bins: int = PSI_BINS) -> NumericComparison:
-    """All numeric statistics of two sorted, non-empty, NaN-free samples; KS and Wasserstein share
-    one binary search of the current sample in the reference instead of a merge each."""
+    """All numeric statistics of two sorted, non-empty, NaN-free samples."""
     ref, cur = reference_sorted, current_sorted
-    at_or_below = np.searchsorted(ref, cur, side="right")
-    ks = ks_statistic(ref, cur, at_or_below)
-    wasserstein = wasserstein_distance(ref, cur, at_or_below)
-    del at_or_below
+    ks = ks_statistic(ref, cur)
+    wasserstein = wasserstein_distance(ref, cur)
     reference_std = float(np.std(ref))
 
     psi_edges = psi_inner_edges(ref, psi_bins)
