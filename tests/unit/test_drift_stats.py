@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from scipy import special
 from scipy import stats as sps
 from scipy.spatial import distance
 
@@ -98,6 +101,21 @@ def test_ks_and_wasserstein_equal_scipy_on_many_small_samples():
             sps.ks_2samp(ref, cur).statistic, abs=TOLERANCE), (trial, ref.size, cur.size)
         assert stats.wasserstein_distance(ref, cur) == pytest.approx(
             sps.wasserstein_distance(ref, cur), abs=TOLERANCE), (trial, ref.size, cur.size)
+
+
+@pytest.mark.parametrize(("n", "n_x_squared"), [
+    (n, n_x_squared) for n in (141, 3000, 20_000, 100_000)
+    for n_x_squared in (2.2, 2.5, 4.0, 30.0, 360.0) if n_x_squared / n < 0.25])  # x < 0.5
+def test_smirnov_tail_equals_scipy(n, n_x_squared):
+    x = math.sqrt(n_x_squared / n)
+    assert stats.smirnov_tail(n, x) == pytest.approx(special.smirnov(n, x), rel=1e-8)
+
+
+@pytest.mark.parametrize("statistic", [0.01025, math.sqrt(2.2 / 20_000), 0.0105, 0.02, 0.137, 0.3])
+def test_ks_pvalue_of_large_samples_equals_scipy(statistic):
+    sample = np.zeros(40_000)  # above the exact method's size only the sizes count
+    expected = sps.kstwo.sf(statistic, 20_000)
+    assert stats.ks_pvalue(sample, sample, statistic) == pytest.approx(expected, rel=1e-8)
 
 
 def test_identical_samples_have_zero_distance():
