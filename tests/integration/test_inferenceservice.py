@@ -245,6 +245,54 @@ def test_canary_of_a_bad_model_is_rolled_back_and_stable_traffic_never_stops(
     assert status_of(cluster, namespace, "svc")["phase"] == "RolledBack"
 
 
+def test_a_version_failing_after_promotion_is_rolled_back_inside_the_watch_window(
+        cluster, namespace, operator, scraped, runs):
+    """The flaky model only fails on positive inputs: the canary sees negative ones and passes,
+    then positive traffic arrives after promotion; the postPromotion analysis catches it and the
+    version kept warm takes the traffic back, champion with it."""
+    services = scraped
+    model = f"pp-{namespace}"
+    apply(cluster, model_version(namespace, "pp-1", model, runs["double"]))
+    registered(cluster, namespace, "pp-1", "1")
+    apply(cluster, inference_service(namespace, "watch", {"modelVersion": "pp-1"}, replicas=1,
+                                     strategy={"canary": {"steps": [{"setWeight": 100}],
+                                                          "analysis": CANARY_ANALYSIS,
+                                                          "postPromotion": "10m"}}))
+    healthy_on(cluster, namespace, "watch", "pp-1")
+    with Traffic(cluster.api_client, namespace, "watch", inputs=(-1.0,)):
+        apply(cluster, model_version(namespace, "pp-2", model, runs["flaky"]))
+        registered(cluster, namespace, "pp-2", "2")
+        patch_spec(cluster, namespace, "watch", {"model": {"modelVersion": "pp-2"}})
+        promoted = wait_for(
+            lambda: (s := status_of(cluster, namespace, "watch")).get("stableVersion") == "pp-2"
+            and s, timeout=180, message="pp-2 promoted after a passing canary")
+    assert promoted["rollout"]["previous"]["modelVersion"] == "pp-1"
+    assert promoted["rollout"]["postPromotionUntil"]
+    assert get(cluster, namespace, "deployment", "watch-pp-1")["spec"]["replicas"] >= 1, \
+        "the previous version stays warm inside the window"
+    wait_for(lambda: alias(services, model, "champion") == "2", timeout=60,
+             message="champion moved to the promoted version")
+
+    with Traffic(cluster.api_client, namespace, "watch", inputs=(1.0, -1.0)) as traffic:
+        rolled_back = wait_for(
+            lambda: (s := status_of(cluster, namespace, "watch")).get("phase") == "RolledBack"
+            and s, timeout=120, interval=0.5, message="rolled back inside the watch window")
+        wait_for(lambda: get(cluster, namespace, "service", "watch")["spec"]["selector"].get(
+            "ferry.dev/model-version") == "pp-1", timeout=30, message="traffic back on pp-1")
+        settled = time.monotonic() + 1.0  # the client re-reads the Service's pods every 0.5 s
+        wait_for(lambda: len(traffic.since(settled)) > 20, timeout=30, message="traffic after")
+    assert any(a.code == 500 for a in traffic.answers), "the promoted version failed on traffic"
+    assert rolled_back["stableVersion"] == "pp-1"
+    assert rolled_back["rollout"]["rolledBack"]["reason"] == "PostPromotionAnalysisFailed"
+    assert "errorRate" in rolled_back["message"]
+    late = traffic.since(settled)
+    assert {(a.code, a.prediction) for a in late} == {(200, 2.0), (200, -2.0)}, \
+        "pp-1 answers every request again"
+    wait_for(lambda: alias(services, model, "champion") == "1", timeout=60,
+             message="champion back on the version that serves")
+    assert "RolledBack" in event_reasons(cluster, namespace, "watch")
+
+
 def test_prometheus_down_holds_the_canary_and_it_resumes_when_back(
         cluster, namespace, operator, scraped, runs):
     services = scraped
