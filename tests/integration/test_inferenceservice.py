@@ -293,6 +293,60 @@ def test_a_version_failing_after_promotion_is_rolled_back_inside_the_watch_windo
     assert "RolledBack" in event_reasons(cluster, namespace, "watch")
 
 
+def test_a_version_whose_features_are_not_ready_is_not_rolled_out_until_they_are(
+        cluster, namespace, operator, scraped, runs):
+    """The ModelVersion was approved without the featuresReady gate; serving checks again: no
+    Deployment for it while its FeaturePipeline is missing or not Ready, the stable one keeps
+    serving; once the pipeline publishes, the rollout goes ahead (at the next resync)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ferry.dev.services import BUCKET
+
+    services = scraped
+    model = f"fr-{namespace}"
+    apply(cluster, model_version(namespace, "fr-1", model, runs["double"]))
+    registered(cluster, namespace, "fr-1", "1")
+    apply(cluster, inference_service(namespace, "feat", {"modelVersion": "fr-1"}, replicas=1))
+    healthy_on(cluster, namespace, "feat", "fr-1")
+    apply(cluster, model_version(namespace, "fr-2", model, runs["triple"], features="fr-tx",
+                                 gates={"featuresReady": False}))
+    registered(cluster, namespace, "fr-2", "2")
+    patch_spec(cluster, namespace, "feat", {"model": {"modelVersion": "fr-2"}})
+    blocked = wait_for(lambda: (c := find_condition(status_of(cluster, namespace, "feat").get(
+        "conditions"), "FeaturesReady")) and c["status"] == "False" and c,
+        timeout=60, message="FeaturesReady=False")
+    assert blocked["reason"] == "FeaturesNotReady" and "fr-tx: not found" in blocked["message"]
+    status = status_of(cluster, namespace, "feat")
+    assert status["stableVersion"] == "fr-1" and not status.get("canaryVersion")
+    assert cluster.kubectl("get", "deployment", "feat-fr-2", "-n", namespace,
+                           check=False).returncode != 0, "nothing deployed for fr-2"
+
+    table = pa.table({"x0": [float(i) for i in range(20)]})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    services.s3_client().put_object(Bucket=BUCKET, Key=f"raw/{namespace}/fr/part-0.parquet",
+                                    Body=buffer.getvalue())
+    env = services.env()
+    apply(cluster,
+          {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "fr-s3", "namespace": namespace},
+           "stringData": {k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                              "AWS_DEFAULT_REGION")}},
+          {"apiVersion": "ferry.dev/v1alpha1", "kind": "FeaturePipeline",
+           "metadata": {"name": "fr-tx", "namespace": namespace},
+           "spec": {"featureSet": f"fr-{namespace}", "version": "v1",
+                    "s3Credentials": {"name": "fr-s3"},
+                    "transform": {"sql": {"sources": [{
+                        "name": "raw", "uri": f"s3://{BUCKET}/raw/{namespace}/fr/*.parquet"}],
+                        "query": "select x0 from raw"}}}})
+    healthy_on(cluster, namespace, "feat", "fr-2", timeout=240)
+    ready = find_condition(status_of(cluster, namespace, "feat")["conditions"], "FeaturesReady")
+    assert ready["status"] == "True" and "fr-tx is Ready" in ready["message"]
+    assert "FeaturesNotReady" in event_reasons(cluster, namespace, "feat")
+
+
 def test_prometheus_down_holds_the_canary_and_it_resumes_when_back(
         cluster, namespace, operator, scraped, runs):
     services = scraped
