@@ -1,6 +1,7 @@
 """The drift monitor on the real control plane: the builder's CronJob, a Job from it on the local
 runner reading a prediction log written by the serving code in the real S3, both reports in S3,
-``status.drift`` patched by the pod's own ServiceAccount — which can patch nothing else."""
+``status.drift`` patched by the pod's own ServiceAccount — which can patch nothing else; and the
+operator's side: why it cannot monitor yet (no prediction log, no reference) until it can."""
 
 from __future__ import annotations
 
@@ -205,3 +206,45 @@ def test_monitor_job_writes_reports_and_patches_only_its_own_status(cluster, ser
     assert get_infsvc(cluster, namespace, "fraud")["spec"]["replicas"] == 1
     assert "status" not in get_infsvc(cluster, namespace, "other")
 
+
+
+def drift_condition(cluster, namespace: str, name: str) -> dict | None:
+    conditions = (get_infsvc(cluster, namespace, name).get("status") or {}).get("conditions")
+    return next((c for c in conditions or [] if c["type"] == "DriftMonitor"), None)
+
+
+def exists(cluster, namespace: str, kind: str, name: str) -> bool:
+    return cluster.kubectl("get", kind, name, "-n", namespace, check=False).returncode == 0
+
+
+def test_the_operator_says_why_it_cannot_monitor_and_schedules_once_it_can(cluster, namespace,
+                                                                            operator):
+    """Without a prediction log, or without a reference (nothing served, none given), there is
+    nothing to compare: a False condition with the reason and a Warning Event, and no CronJob."""
+    service = inference_service(namespace, "mon")
+    apply(cluster, service)
+
+    def reason_is(expected: str):
+        return lambda: (c := drift_condition(cluster, namespace, "mon")) and \
+            c["reason"] == expected and c
+
+    missing_log = wait_for(reason_is("NoPredictionLog"), timeout=60, message="NoPredictionLog")
+    assert missing_log["status"] == "False" and "spec.predictionLogging" in missing_log["message"]
+    assert not exists(cluster, namespace, "cronjob", "mon-drift")
+
+    service["spec"]["predictionLogging"] = {"sampleRate": 1.0}
+    apply(cluster, service)
+    missing_reference = wait_for(reason_is("NoReference"), timeout=60, message="NoReference")
+    assert missing_reference["status"] == "False"
+    assert not exists(cluster, namespace, "cronjob", "mon-drift")
+    events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
+                             "involvedObject.name=mon,type=Warning", "-o", "json").stdout
+    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    assert {"NoPredictionLog", "NoReference"} <= reasons
+
+    service["spec"]["monitoring"]["drift"]["reference"] = f"s3://{BUCKET}/reference/{namespace}/"
+    apply(cluster, service)
+    scheduled = wait_for(reason_is("Scheduled"), timeout=60, message="monitor scheduled")
+    assert scheduled["status"] == "True" and f"reference/{namespace}/" in scheduled["message"]
+    for kind in ("cronjob", "serviceaccount", "role", "rolebinding"):
+        assert exists(cluster, namespace, kind, "mon-drift"), kind
