@@ -237,10 +237,10 @@ class Controllers:
             uid = await self.queue.get()
             try:
                 delay = await self._reconcile(ctx, uid)
+                if delay is not None and uid in self.objects:
+                    self.queue.add_after(uid, delay)
             finally:
-                self.queue.done(uid)
-            if delay is not None and uid in self.objects:
-                self.queue.add_after(uid, delay)
+                self.queue.done(uid)  # re-queues at once (dropping that timer) if it changed
 
     async def _reconcile(self, ctx: Context, uid: str) -> float | None:
         """Reconcile one object; the delay until its next reconcile (None: it is gone)."""
