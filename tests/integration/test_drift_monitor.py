@@ -14,7 +14,6 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import requests
-import yaml
 from kubernetes import client
 from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
@@ -26,6 +25,7 @@ from ferry.dev.services import BUCKET
 from ferry.serving.payload import Frame
 from ferry.serving.predlog import PredictionLog, log_table, object_key
 from support.cluster import create_namespace
+from support.objects import apply_manifests
 from support.waiting import wait_for
 
 ROWS = 600
@@ -39,10 +39,6 @@ def drift_namespace(cluster):
     name = create_namespace(cluster, "drift")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-def apply(cluster, *objects):
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
 
 
 def inference_service(namespace: str, name: str) -> dict:
@@ -138,7 +134,7 @@ def test_monitor_job_writes_reports_and_patches_only_its_own_status(cluster, ser
                                                                      drift_namespace):
     namespace = drift_namespace
     env = services.env()
-    apply(cluster,
+    apply_manifests(cluster,
           {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-creds",
                                                               "namespace": namespace},
            "stringData": {k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}},
@@ -148,7 +144,7 @@ def test_monitor_job_writes_reports_and_patches_only_its_own_status(cluster, ser
     objects = build_drift_monitor(infsvc, InferenceServiceSpec.model_validate(infsvc["spec"]),
                                   "ghcr.io/ferry-dev/ferry:test", uris["logs"], uris["reports"],
                                   uris["reference"], s3_env(services))
-    apply(cluster, *objects)
+    apply_manifests(cluster, *objects)
 
     started = time.time()
     cluster.kubectl("create", "job", "--from=cronjob/fraud-drift", "fraud-drift-manual",
@@ -222,7 +218,7 @@ def test_the_operator_says_why_it_cannot_monitor_and_schedules_once_it_can(clust
     """Without a prediction log, or without a reference (nothing served, none given), there is
     nothing to compare: a False condition with the reason and a Warning Event, and no CronJob."""
     service = inference_service(namespace, "mon")
-    apply(cluster, service)
+    apply_manifests(cluster, service)
 
     def reason_is(expected: str):
         return lambda: (c := drift_condition(cluster, namespace, "mon")) and \
@@ -233,7 +229,7 @@ def test_the_operator_says_why_it_cannot_monitor_and_schedules_once_it_can(clust
     assert not exists(cluster, namespace, "cronjob", "mon-drift")
 
     service["spec"]["predictionLogging"] = {"sampleRate": 1.0}
-    apply(cluster, service)
+    apply_manifests(cluster, service)
     missing_reference = wait_for(reason_is("NoReference"), timeout=60, message="NoReference")
     assert missing_reference["status"] == "False"
     assert not exists(cluster, namespace, "cronjob", "mon-drift")
@@ -243,7 +239,7 @@ def test_the_operator_says_why_it_cannot_monitor_and_schedules_once_it_can(clust
     assert {"NoPredictionLog", "NoReference"} <= reasons
 
     service["spec"]["monitoring"]["drift"]["reference"] = f"s3://{BUCKET}/reference/{namespace}/"
-    apply(cluster, service)
+    apply_manifests(cluster, service)
     scheduled = wait_for(reason_is("Scheduled"), timeout=60, message="monitor scheduled")
     assert scheduled["status"] == "True" and f"reference/{namespace}/" in scheduled["message"]
     for kind in ("cronjob", "serviceaccount", "role", "rolebinding"):

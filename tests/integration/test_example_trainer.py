@@ -14,7 +14,6 @@ import uuid
 
 import numpy as np
 import pytest
-import yaml
 from kubernetes import client
 
 from ferry.adapters.mlflow import Registry
@@ -24,6 +23,7 @@ from ferry.examples import data as synthetic
 from ferry.examples.models import World
 from ferry.examples.dataset import batches, prepare
 from ferry.examples.trainer import Quiet, train
+from support.objects import apply_manifests, get_resource
 from support.torch_cache import ensure_torch
 from support.waiting import wait_for
 
@@ -31,16 +31,8 @@ SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION
                "AWS_ENDPOINT_URL_S3", "MLFLOW_S3_ENDPOINT_URL")
 
 
-def apply(cluster, *objects):
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
-
-
-def get(cluster, namespace, kind, name):
-    return json.loads(cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout)
-
-
 def phase(cluster, namespace, name, wanted):
-    obj = get(cluster, namespace, "trainingrun.ferry.dev", name)
+    obj = get_resource(cluster, namespace, "trainingrun.ferry.dev", name)
     current = obj.get("status", {}).get("phase")
     assert current != "Failed", obj["status"]
     return obj if current == wanted else None
@@ -90,7 +82,7 @@ def client_env(services, monkeypatch):
 
 def test_the_example_trains_on_the_local_runner_and_logs_metrics_and_model(
         services, cluster, namespace, operator, features, client_env):
-    apply(cluster, credentials(namespace, services),
+    apply_manifests(cluster, credentials(namespace, services),
           example_run(namespace, "fraud", features, parameters={"epochs": "3", "seed": "1"}))
     done = wait_for(lambda: phase(cluster, namespace, "fraud", "Succeeded"), timeout=240,
                     message="example TrainingRun Succeeded")
@@ -123,7 +115,7 @@ def test_an_evicted_run_resumes_from_its_checkpoint_without_counting_the_attempt
         services, cluster, namespace, operator, features, client_env):
     bucket = services.env()["FERRY_S3_BUCKET"]
     parameters = {"epochs": "4", "seed": "2", "min_epoch_seconds": "4"}
-    apply(cluster, credentials(namespace, services),
+    apply_manifests(cluster, credentials(namespace, services),
           example_run(namespace, "preempted", features, parameters=parameters, backoffLimit=0,
                       checkpoint={"uri": f"s3://{bucket}/{namespace}/checkpoints/"}))
     s3 = services.s3_client()
@@ -147,7 +139,7 @@ def test_an_evicted_run_resumes_from_its_checkpoint_without_counting_the_attempt
     assert run.data.tags["resumed_from_step"] == str(int(resumed[0].value))
     epochs = [m.value for m in registry.client.get_metric_history(run.info.run_id, "epoch")]
     assert sorted(epochs) == [1, 2, 3, 4]  # every epoch trained once, none repeated
-    job = get(cluster, namespace, "job", "preempted")
+    job = get_resource(cluster, namespace, "job", "preempted")
     assert job["spec"]["backoffLimit"] == 0 and not job["status"].get("failed")
     # The resumed model is exactly the one an uninterrupted run trains.
     straight = train(settings.parse(parameters | {"min_epoch_seconds": "0"}), features, None,

@@ -8,11 +8,11 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from ferry.dev.services import BUCKET
 from ferry.status import find_condition
 from support.metrics import sample_total
+from support.objects import apply_manifests
 from support.waiting import wait_for
 
 ROWS = 40
@@ -65,10 +65,6 @@ GOOD_EXPECTATIONS = [
 ]
 
 
-def apply(cluster, *objects):
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
-
-
 def secret(namespace, data) -> dict:
     return {"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "s3-creds", "namespace": namespace}, "stringData": data}
@@ -90,7 +86,7 @@ def latest_pointer(services, namespace) -> dict:
 
 def test_sql_pipeline_publishes_and_a_bad_run_keeps_latest(cluster, namespace, operator, services,
                                                            raw_data):
-    apply(cluster, secret(namespace, raw_data),
+    apply_manifests(cluster, secret(namespace, raw_data),
           pipeline(namespace, "tx", transform=sql_transform(namespace),
                    expectations=GOOD_EXPECTATIONS))
     ready = wait_for(lambda: (o := get(cluster, namespace, "tx")) and
@@ -115,7 +111,7 @@ def test_sql_pipeline_publishes_and_a_bad_run_keeps_latest(cluster, namespace, o
     # A run whose output violates an expectation: fails with the checks, latest does not move.
     bad = pipeline(namespace, "tx", transform=sql_transform(namespace),
                    expectations=[*GOOD_EXPECTATIONS, {"column": "amount", "max": 10}])
-    apply(cluster, bad)
+    apply_manifests(cluster, bad)
     failed = wait_for(lambda: (o := get(cluster, namespace, "tx")) and
                       condition(o, "Validated").get("reason") == "ExpectationsFailed" and o,
                       timeout=120, message="Validated=False/ExpectationsFailed")
@@ -132,7 +128,7 @@ def test_sql_pipeline_publishes_and_a_bad_run_keeps_latest(cluster, namespace, o
 
 
 def test_scheduled_pipeline_creates_a_cronjob(cluster, namespace, operator, raw_data):
-    apply(cluster, secret(namespace, raw_data),
+    apply_manifests(cluster, secret(namespace, raw_data),
           pipeline(namespace, "hourly", transform=sql_transform(namespace), schedule="0 * * * *",
                    timeZone="Europe/Berlin", concurrencyPolicy="Replace"))
     cron = wait_for(lambda: json.loads(cluster.kubectl(
@@ -147,7 +143,7 @@ def test_scheduled_pipeline_creates_a_cronjob(cluster, namespace, operator, raw_
 
 
 def test_freshness_flips_when_the_output_ages(cluster, namespace, operator, raw_data):
-    apply(cluster, secret(namespace, raw_data),
+    apply_manifests(cluster, secret(namespace, raw_data),
           pipeline(namespace, "fresh", transform=sql_transform(namespace),
                    freshness={"maxAge": "15s"}))
     wait_for(lambda: condition(get(cluster, namespace, "fresh"), "Fresh").get("status") == "True",
@@ -171,7 +167,7 @@ def test_container_transform_gets_env_and_is_validated(cluster, namespace, opera
         " 'version': [os.environ['FERRY_FEATURE_VERSION']] * 3})\n"
         "b = io.BytesIO(); pq.write_table(t, b)\n"
         "boto3.client('s3').put_object(Bucket=bucket, Key=key + 'part-0.parquet', Body=b.getvalue())\n")
-    apply(cluster, secret(namespace, raw_data),
+    apply_manifests(cluster, secret(namespace, raw_data),
           pipeline(namespace, "custom",
                    transform={"container": {"image": "features:1", "command": ["python", "-c", code]}},
                    expectations=[{"column": "user", "unique": True, "notNull": True},
@@ -195,7 +191,7 @@ def test_versions_run_side_by_side_and_a_served_version_cannot_be_deleted(
     service = {"apiVersion": "ferry.dev/v1alpha1", "kind": "InferenceService",
                "metadata": {"name": "fraud", "namespace": namespace},
                "spec": {"model": {"modelVersion": "fraud-6"}}}
-    apply(cluster, secret(namespace, raw_data), v1, v2, model, service)
+    apply_manifests(cluster, secret(namespace, raw_data), v1, v2, model, service)
     for name in ("tx-v1", "tx-v2"):
         wait_for(lambda n=name: condition(get(cluster, namespace, n), "Ready").get("status")
                  == "True", timeout=120, message=f"{name} Ready")
@@ -227,7 +223,7 @@ def test_backfill_runs_every_interval_with_bounded_parallelism(cluster, namespac
     transform = sql_transform(namespace)
     transform["sql"]["query"] = ("select cast(getvariable('ferry_interval_start') as varchar) "
                                  "as interval_start, count(*) as n from tx")
-    apply(cluster, secret(namespace, raw_data),
+    apply_manifests(cluster, secret(namespace, raw_data),
           pipeline(namespace, "bf", transform=transform, backfill={
               "from": "2026-01-01T00:00:00Z", "to": "2026-01-06T00:00:00Z", "interval": "1d",
               "parallelism": 2}))

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
 from ferry.adapters.mlflow import Registry
 from ferry.status import find_condition
 from support.cluster import create_namespace, start_operator
-from support.metrics import sample_total
-from support.serving import PodDiscovery, Traffic, predict, ready_addresses
 from support.environ import services_environment
+from support.metrics import sample_total
+from support.objects import apply_manifests, get_resource
+from support.serving import PodDiscovery, Traffic, predict, ready_addresses
 from support.waiting import wait_for
 
 GATEWAY_CRDS = Path(__file__).parent / "gateway-api"
@@ -74,10 +74,6 @@ def runs(services) -> dict[str, str]:
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def apply(cluster, *objects):
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
-
-
 def model_version(namespace, name, model, source, **spec):
     return {"apiVersion": "ferry.dev/v1alpha1", "kind": "ModelVersion",
             "metadata": {"name": name, "namespace": namespace},
@@ -90,12 +86,8 @@ def inference_service(namespace, name, model, **spec):
             "spec": {"model": model, **spec}}
 
 
-def get(cluster, namespace, kind, name):
-    return json.loads(cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout)
-
-
 def infsvc(cluster, namespace, name):
-    return get(cluster, namespace, "inferenceservice.ferry.dev", name)
+    return get_resource(cluster, namespace, "inferenceservice.ferry.dev", name)
 
 
 def status_of(cluster, namespace, name):
@@ -104,7 +96,7 @@ def status_of(cluster, namespace, name):
 
 def registered(cluster, namespace, name, version, timeout=90):
     """Apply order decides MLflow version numbers: wait for each before the next."""
-    found = wait_for(lambda: (get(cluster, namespace, "modelversion.ferry.dev", name)
+    found = wait_for(lambda: (get_resource(cluster, namespace, "modelversion.ferry.dev", name)
                               .get("status", {}).get("mlflowVersion")),
                      timeout=timeout, message=f"{name} registered")
     assert found == version
@@ -157,9 +149,9 @@ def test_canary_of_a_good_model_goes_through_every_step_and_moves_champion(
         cluster, namespace, operator, scraped, runs):
     services = scraped
     model = f"fraud-{namespace}"
-    apply(cluster, model_version(namespace, "fraud-1", model, runs["double"]))
+    apply_manifests(cluster, model_version(namespace, "fraud-1", model, runs["double"]))
     registered(cluster, namespace, "fraud-1", "1")
-    apply(cluster, inference_service(namespace, "fraud", {"modelVersion": "fraud-1"}, replicas=1,
+    apply_manifests(cluster, inference_service(namespace, "fraud", {"modelVersion": "fraud-1"}, replicas=1,
                                      strategy={"canary": {
                                          "steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}],
                                          "analysis": CANARY_ANALYSIS}}))
@@ -169,7 +161,7 @@ def test_canary_of_a_good_model_goes_through_every_step_and_moves_champion(
     with Traffic(cluster.api_client, namespace, "fraud") as traffic:
         wait_for(lambda: len(traffic.answers) > 10, timeout=30, message="traffic flows")
         assert {a.prediction for a in traffic.answers if a.code == 200} == {2.0, -2.0}
-        apply(cluster, model_version(namespace, "fraud-2", model, runs["triple"]))
+        apply_manifests(cluster, model_version(namespace, "fraud-2", model, runs["triple"]))
         registered(cluster, namespace, "fraud-2", "2")
         patch_spec(cluster, namespace, "fraud", {"model": {"modelVersion": "fraud-2"}})
         seen = set()
@@ -198,8 +190,8 @@ def test_canary_of_a_good_model_goes_through_every_step_and_moves_champion(
     assert 3.0 in {a.prediction for a in traffic.answers}, "the canary served real traffic"
     wait_for(lambda: set(deployment_uids(cluster, namespace, "fraud")) == {"fraud-fraud-2"},
              timeout=60, message="the old version's Deployment removed")
-    mv = get(cluster, namespace, "modelversion.ferry.dev", "fraud-2")
-    wait_for(lambda: get(cluster, namespace, "modelversion.ferry.dev", "fraud-2")["status"]
+    mv = get_resource(cluster, namespace, "modelversion.ferry.dev", "fraud-2")
+    wait_for(lambda: get_resource(cluster, namespace, "modelversion.ferry.dev", "fraud-2")["status"]
              .get("phase") == "Serving", timeout=60, message="fraud-2 Serving")
     assert mv["metadata"]["name"] == "fraud-2"
 
@@ -208,9 +200,9 @@ def test_canary_of_a_bad_model_is_rolled_back_and_stable_traffic_never_stops(
         cluster, namespace, operator, scraped, runs):
     services = scraped
     model = f"bad-{namespace}"
-    apply(cluster, model_version(namespace, "bad-1", model, runs["double"]))
+    apply_manifests(cluster, model_version(namespace, "bad-1", model, runs["double"]))
     registered(cluster, namespace, "bad-1", "1")
-    apply(cluster, inference_service(namespace, "svc", {"modelVersion": "bad-1"}, replicas=1,
+    apply_manifests(cluster, inference_service(namespace, "svc", {"modelVersion": "bad-1"}, replicas=1,
                                      strategy={"canary": {
                                          "steps": [{"setWeight": 50}, {"pause": {}}],
                                          "analysis": CANARY_ANALYSIS}}))
@@ -218,14 +210,14 @@ def test_canary_of_a_bad_model_is_rolled_back_and_stable_traffic_never_stops(
     with Traffic(cluster.api_client, namespace, "svc") as traffic:
         wait_for(lambda: len(traffic.answers) > 10, timeout=30, message="traffic flows")
         started = time.monotonic()
-        apply(cluster, model_version(namespace, "bad-2", model, runs["flaky"]))
+        apply_manifests(cluster, model_version(namespace, "bad-2", model, runs["flaky"]))
         registered(cluster, namespace, "bad-2", "2")
         patch_spec(cluster, namespace, "svc", {"model": {"modelVersion": "bad-2"}})
         rolled_back = wait_for(
             lambda: (s := status_of(cluster, namespace, "svc")).get("phase") == "RolledBack" and s,
             timeout=180, interval=0.5, message="canary rolled back")
         back = time.monotonic()
-        wait_for(lambda: get(cluster, namespace, "service", "svc")["spec"]["selector"].get(
+        wait_for(lambda: get_resource(cluster, namespace, "service", "svc")["spec"]["selector"].get(
             "ferry.dev/model-version") == "bad-1", timeout=30, message="canary out of the Service")
         wait_for(lambda: len(traffic.since(back)) > 20, timeout=30, message="traffic after")
         ended = time.monotonic()
@@ -238,7 +230,7 @@ def test_canary_of_a_bad_model_is_rolled_back_and_stable_traffic_never_stops(
     assert find_condition(rolled_back["conditions"], "Ready")["status"] == "True"
     assert alias(services, model, "champion") == "1"
     assert alias(services, model, "challenger") is None
-    canary = get(cluster, namespace, "deployment", "svc-bad-2")
+    canary = get_resource(cluster, namespace, "deployment", "svc-bad-2")
     assert canary["spec"]["replicas"] == 0
     assert "RolledBack" in event_reasons(cluster, namespace, "svc")
     # The spec still names bad-2: it is not tried again.
@@ -252,15 +244,15 @@ def test_a_version_failing_after_promotion_is_rolled_back_inside_the_watch_windo
     version kept warm takes the traffic back, champion with it."""
     services = scraped
     model = f"pp-{namespace}"
-    apply(cluster, model_version(namespace, "pp-1", model, runs["double"]))
+    apply_manifests(cluster, model_version(namespace, "pp-1", model, runs["double"]))
     registered(cluster, namespace, "pp-1", "1")
-    apply(cluster, inference_service(namespace, "watch", {"modelVersion": "pp-1"}, replicas=1,
+    apply_manifests(cluster, inference_service(namespace, "watch", {"modelVersion": "pp-1"}, replicas=1,
                                      strategy={"canary": {"steps": [{"setWeight": 100}],
                                                           "analysis": CANARY_ANALYSIS,
                                                           "postPromotion": "10m"}}))
     healthy_on(cluster, namespace, "watch", "pp-1")
     with Traffic(cluster.api_client, namespace, "watch", inputs=(-1.0,)):
-        apply(cluster, model_version(namespace, "pp-2", model, runs["flaky"]))
+        apply_manifests(cluster, model_version(namespace, "pp-2", model, runs["flaky"]))
         registered(cluster, namespace, "pp-2", "2")
         patch_spec(cluster, namespace, "watch", {"model": {"modelVersion": "pp-2"}})
         promoted = wait_for(
@@ -268,7 +260,7 @@ def test_a_version_failing_after_promotion_is_rolled_back_inside_the_watch_windo
             and s, timeout=180, message="pp-2 promoted after a passing canary")
     assert promoted["rollout"]["previous"]["modelVersion"] == "pp-1"
     assert promoted["rollout"]["postPromotionUntil"]
-    assert get(cluster, namespace, "deployment", "watch-pp-1")["spec"]["replicas"] >= 1, \
+    assert get_resource(cluster, namespace, "deployment", "watch-pp-1")["spec"]["replicas"] >= 1, \
         "the previous version stays warm inside the window"
     wait_for(lambda: alias(services, model, "champion") == "2", timeout=60,
              message="champion moved to the promoted version")
@@ -277,7 +269,7 @@ def test_a_version_failing_after_promotion_is_rolled_back_inside_the_watch_windo
         rolled_back = wait_for(
             lambda: (s := status_of(cluster, namespace, "watch")).get("phase") == "RolledBack"
             and s, timeout=120, interval=0.5, message="rolled back inside the watch window")
-        wait_for(lambda: get(cluster, namespace, "service", "watch")["spec"]["selector"].get(
+        wait_for(lambda: get_resource(cluster, namespace, "service", "watch")["spec"]["selector"].get(
             "ferry.dev/model-version") == "pp-1", timeout=30, message="traffic back on pp-1")
         settled = time.monotonic() + 1.0  # the client re-reads the Service's pods every 0.5 s
         wait_for(lambda: len(traffic.since(settled)) > 20, timeout=30, message="traffic after")
@@ -307,11 +299,11 @@ def test_a_version_whose_features_are_not_ready_is_not_rolled_out_until_they_are
 
     services = scraped
     model = f"fr-{namespace}"
-    apply(cluster, model_version(namespace, "fr-1", model, runs["double"]))
+    apply_manifests(cluster, model_version(namespace, "fr-1", model, runs["double"]))
     registered(cluster, namespace, "fr-1", "1")
-    apply(cluster, inference_service(namespace, "feat", {"modelVersion": "fr-1"}, replicas=1))
+    apply_manifests(cluster, inference_service(namespace, "feat", {"modelVersion": "fr-1"}, replicas=1))
     healthy_on(cluster, namespace, "feat", "fr-1")
-    apply(cluster, model_version(namespace, "fr-2", model, runs["triple"], features="fr-tx",
+    apply_manifests(cluster, model_version(namespace, "fr-2", model, runs["triple"], features="fr-tx",
                                  gates={"featuresReady": False}))
     registered(cluster, namespace, "fr-2", "2")
     patch_spec(cluster, namespace, "feat", {"model": {"modelVersion": "fr-2"}})
@@ -330,7 +322,7 @@ def test_a_version_whose_features_are_not_ready_is_not_rolled_out_until_they_are
     services.s3_client().put_object(Bucket=BUCKET, Key=f"raw/{namespace}/fr/part-0.parquet",
                                     Body=buffer.getvalue())
     env = services.env()
-    apply(cluster,
+    apply_manifests(cluster,
           {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "fr-s3", "namespace": namespace},
            "stringData": {k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                               "AWS_DEFAULT_REGION")}},
@@ -352,14 +344,14 @@ def test_prometheus_down_holds_the_canary_and_it_resumes_when_back(
     services = scraped
     prometheus = next(s for s in services.services if s.name == "prometheus")
     model = f"prom-{namespace}"
-    apply(cluster, model_version(namespace, "p-1", model, runs["double"]))
+    apply_manifests(cluster, model_version(namespace, "p-1", model, runs["double"]))
     registered(cluster, namespace, "p-1", "1")
-    apply(cluster, inference_service(namespace, "held", {"modelVersion": "p-1"}, replicas=1,
+    apply_manifests(cluster, inference_service(namespace, "held", {"modelVersion": "p-1"}, replicas=1,
                                      strategy={"canary": {"steps": [{"setWeight": 50}],
                                                           "analysis": CANARY_ANALYSIS}}))
     healthy_on(cluster, namespace, "held", "p-1")
     with Traffic(cluster.api_client, namespace, "held"):
-        apply(cluster, model_version(namespace, "p-2", model, runs["triple"]))
+        apply_manifests(cluster, model_version(namespace, "p-2", model, runs["triple"]))
         registered(cluster, namespace, "p-2", "2")
         patch_spec(cluster, namespace, "held", {"model": {"modelVersion": "p-2"}})
         wait_for(lambda: status_of(cluster, namespace, "held").get("rollout", {})
@@ -396,13 +388,13 @@ def test_killing_the_operator_mid_canary_resumes_at_the_same_step(cluster, servi
     second = None
     try:
         model = f"kill-{namespace}"
-        apply(cluster, model_version(namespace, "k-1", model, runs["double"]))
+        apply_manifests(cluster, model_version(namespace, "k-1", model, runs["double"]))
         registered(cluster, namespace, "k-1", "1")
-        apply(cluster, inference_service(namespace, "api", {"modelVersion": "k-1"}, replicas=1,
+        apply_manifests(cluster, inference_service(namespace, "api", {"modelVersion": "k-1"}, replicas=1,
                                          strategy={"canary": {"steps": [
                                              {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]}}))
         healthy_on(cluster, namespace, "api", "k-1")
-        apply(cluster, model_version(namespace, "k-2", model, runs["triple"]))
+        apply_manifests(cluster, model_version(namespace, "k-2", model, runs["triple"]))
         registered(cluster, namespace, "k-2", "2")
         patch_spec(cluster, namespace, "api", {"model": {"modelVersion": "k-2"}})
         paused = wait_for(lambda: (s := status_of(cluster, namespace, "api")).get("phase")
@@ -434,16 +426,16 @@ def test_latest_approved_rolls_out_a_newly_approved_version_without_a_spec_chang
         cluster, namespace, operator, scraped, runs):
     services = scraped
     model = f"cd-{namespace}"
-    apply(cluster, model_version(namespace, "cd-1", model, runs["double"]))
+    apply_manifests(cluster, model_version(namespace, "cd-1", model, runs["double"]))
     registered(cluster, namespace, "cd-1", "1")
-    apply(cluster, inference_service(namespace, "cd", {"modelName": model,
+    apply_manifests(cluster, inference_service(namespace, "cd", {"modelName": model,
                                                        "policy": "latestApproved"},
                                      replicas=1, strategy={"canary": {"steps": [{"setWeight": 50}]}}))
     healthy_on(cluster, namespace, "cd", "cd-1")
-    apply(cluster, model_version(namespace, "cd-2", model, runs["triple"],
+    apply_manifests(cluster, model_version(namespace, "cd-2", model, runs["triple"],
                                  approval={"required": True}))
     registered(cluster, namespace, "cd-2", "2")
-    wait_for(lambda: get(cluster, namespace, "modelversion.ferry.dev", "cd-2")["status"]
+    wait_for(lambda: get_resource(cluster, namespace, "modelversion.ferry.dev", "cd-2")["status"]
              .get("phase") == "AwaitingApproval", timeout=60, message="cd-2 awaits approval")
     assert status_of(cluster, namespace, "cd").get("canaryVersion") is None
     ferry(cluster, "approve", "mv/cd-2", "--by", "alice", "-n", namespace)
@@ -462,12 +454,12 @@ def test_latest_approved_rolls_out_a_newly_approved_version_without_a_spec_chang
 def test_blue_green_previews_switches_atomically_and_rolls_back_instantly(
         cluster, namespace, operator, scraped, runs):
     model = f"bg-{namespace}"
-    apply(cluster, model_version(namespace, "blue", model, runs["double"]))
+    apply_manifests(cluster, model_version(namespace, "blue", model, runs["double"]))
     registered(cluster, namespace, "blue", "1")
-    apply(cluster, inference_service(namespace, "web", {"modelVersion": "blue"}, replicas=1,
+    apply_manifests(cluster, inference_service(namespace, "web", {"modelVersion": "blue"}, replicas=1,
                                      strategy={"blueGreen": {"scaleDownDelaySeconds": 300}}))
     healthy_on(cluster, namespace, "web", "blue")
-    apply(cluster, model_version(namespace, "green", model, runs["triple"]))
+    apply_manifests(cluster, model_version(namespace, "green", model, runs["triple"]))
     registered(cluster, namespace, "green", "2")
     patch_spec(cluster, namespace, "web", {"model": {"modelVersion": "green"}})
     wait_for(lambda: status_of(cluster, namespace, "web").get("phase") == "Paused",
@@ -480,7 +472,7 @@ def test_blue_green_previews_switches_atomically_and_rolls_back_instantly(
     blue_pods = active
 
     ferry(cluster, "promote", "infsvc/web", "-n", namespace)
-    wait_for(lambda: get(cluster, namespace, "service", "web")["spec"]["selector"].get(
+    wait_for(lambda: get_resource(cluster, namespace, "service", "web")["spec"]["selector"].get(
         "ferry.dev/model-version") == "green", timeout=60, message="active Service switched")
     switched = healthy_on(cluster, namespace, "web", "green")
     assert switched["rollout"]["previous"]["modelVersion"] == "blue", "old colour kept"
@@ -490,7 +482,7 @@ def test_blue_green_previews_switches_atomically_and_rolls_back_instantly(
 
     # Rollback = revert the one field in Git: blue is still warm, so it is instant.
     patch_spec(cluster, namespace, "web", {"model": {"modelVersion": "blue"}})
-    wait_for(lambda: get(cluster, namespace, "service", "web")["spec"]["selector"].get(
+    wait_for(lambda: get_resource(cluster, namespace, "service", "web")["spec"]["selector"].get(
         "ferry.dev/model-version") == "blue", timeout=30, message="switched back")
     wait_for(lambda: ready_addresses(cluster.api_client, namespace, "web") == blue_pods,
              timeout=30, message="the old colour's pods, still running, serve again")
@@ -507,22 +499,22 @@ def test_httproute_weights_match_each_canary_step(cluster, namespace, operator, 
                                      check=False).returncode == 0, timeout=30,
              message="HTTPRoute CRD served")
     model = f"gw-{namespace}"
-    apply(cluster, model_version(namespace, "gw-1", model, runs["double"]))
+    apply_manifests(cluster, model_version(namespace, "gw-1", model, runs["double"]))
     registered(cluster, namespace, "gw-1", "1")
     steps = [{"setWeight": 20}, {"pause": {"duration": "2s"}}, {"setWeight": 60},
              {"pause": {"duration": "2s"}}]
-    apply(cluster, inference_service(namespace, "gw", {"modelVersion": "gw-1"}, replicas=1,
+    apply_manifests(cluster, inference_service(namespace, "gw", {"modelVersion": "gw-1"}, replicas=1,
                                      traffic={"gatewayRef": {"name": "public",
                                                              "namespace": "infra"}},
                                      strategy={"canary": {"steps": steps}}))
     healthy_on(cluster, namespace, "gw", "gw-1")
 
     def route_weights():
-        route = get(cluster, namespace, "httproutes.gateway.networking.k8s.io", "gw")
+        route = get_resource(cluster, namespace, "httproutes.gateway.networking.k8s.io", "gw")
         return {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
 
     assert route_weights() == {"gw": 100}
-    apply(cluster, model_version(namespace, "gw-2", model, runs["triple"]))
+    apply_manifests(cluster, model_version(namespace, "gw-2", model, runs["triple"]))
     registered(cluster, namespace, "gw-2", "2")
     patch_spec(cluster, namespace, "gw", {"model": {"modelVersion": "gw-2"}})
     observed = []
@@ -537,10 +529,10 @@ def test_httproute_weights_match_each_canary_step(cluster, namespace, operator, 
     pairs = {(w, weights.get("gw-canary"), weights.get("gw")) for w, weights in observed}
     assert (20, 20, 80) in pairs and (60, 60, 40) in pairs, pairs
     assert all(stable + canary == 100 for _, canary, stable in pairs if canary is not None)
-    route = get(cluster, namespace, "httproutes.gateway.networking.k8s.io", "gw")
+    route = get_resource(cluster, namespace, "httproutes.gateway.networking.k8s.io", "gw")
     assert route["spec"]["parentRefs"][0]["name"] == "public"
     assert route_weights() == {"gw": 100}
-    canary = get(cluster, namespace, "deployment", "gw-gw-2")
+    canary = get_resource(cluster, namespace, "deployment", "gw-gw-2")
     assert canary["spec"]["replicas"] == 1
 
 
@@ -555,18 +547,18 @@ def test_shadow_candidate_gets_mirrored_requests_and_clients_only_see_stable_ans
     ``ok``, while clients only ever get the stable model's answers."""
     services = scraped
     model = f"sh-{namespace}"
-    apply(cluster, model_version(namespace, "sh-1", model, runs["double"]))
+    apply_manifests(cluster, model_version(namespace, "sh-1", model, runs["double"]))
     registered(cluster, namespace, "sh-1", "1")
-    apply(cluster, inference_service(namespace, "mirror", {"modelVersion": "sh-1"}, replicas=1,
+    apply_manifests(cluster, inference_service(namespace, "mirror", {"modelVersion": "sh-1"}, replicas=1,
                                      strategy={"shadow": {"mirrorPercent": 100,
                                                           "duration": "1h"}}))
     healthy_on(cluster, namespace, "mirror", "sh-1")
-    apply(cluster, model_version(namespace, "sh-2", model, runs["triple"]))
+    apply_manifests(cluster, model_version(namespace, "sh-2", model, runs["triple"]))
     registered(cluster, namespace, "sh-2", "2")
     patch_spec(cluster, namespace, "mirror", {"model": {"modelVersion": "sh-2"}})
     wait_for(lambda: status_of(cluster, namespace, "mirror").get("message", "").startswith(
         "mirroring"), timeout=150, message="shadow ready and mirroring")
-    stable = get(cluster, namespace, "deployment", "mirror-sh-1")
+    stable = get_resource(cluster, namespace, "deployment", "mirror-sh-1")
     env = {e["name"]: e.get("value") for e in
            stable["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["FERRY_MIRROR_URL"] == \
@@ -596,5 +588,5 @@ def test_shadow_candidate_gets_mirrored_requests_and_clients_only_see_stable_ans
     wait_for(lambda: status_of(cluster, namespace, "mirror").get("phase") == "RolledBack",
              timeout=60, message="shadow aborted")
     wait_for(lambda: "FERRY_MIRROR_URL" not in {
-        e["name"] for e in get(cluster, namespace, "deployment", "mirror-sh-1")["spec"]
+        e["name"] for e in get_resource(cluster, namespace, "deployment", "mirror-sh-1")["spec"]
         ["template"]["spec"]["containers"][0]["env"]}, timeout=60, message="mirroring stopped")

@@ -9,7 +9,6 @@ import sys
 import uuid
 
 import pytest
-import yaml
 
 from ferry.adapters.mlflow import UID_TAG, Registry
 from ferry.dev.processes import free_port
@@ -17,6 +16,7 @@ from ferry.dev.services import Service
 from ferry.status import find_condition
 from support.cluster import create_namespace, start_operator
 from support.environ import services_environment
+from support.objects import apply_manifests
 from support.waiting import wait_for
 
 
@@ -64,10 +64,6 @@ def model_version(namespace, name, model, run_id, **spec):
             "spec": {"modelName": model, "source": f"runs:/{run_id}/model", **spec}}
 
 
-def apply(cluster, *objects):
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
-
-
 def get(cluster, namespace, name):
     return json.loads(cluster.kubectl("get", "modelversion.ferry.dev", name, "-n", namespace,
                                       "-o", "json").stdout)
@@ -85,7 +81,7 @@ def condition(obj, type_):
 def test_registers_once_with_lineage_and_passes_gates(cluster, namespace, operator, services,
                                                       trained):
     model = f"fraud-{namespace}"
-    apply(cluster, model_version(namespace, "fraud-1", model, trained, gates={
+    apply_manifests(cluster, model_version(namespace, "fraud-1", model, trained, gates={
         "metrics": [{"metric": "auc", "op": ">=", "value": 0.85}], "signature": True}))
     approved = wait_for(lambda: phase_is(cluster, namespace, "fraud-1", "Approved"), timeout=90,
                         message="ModelVersion Approved")
@@ -115,7 +111,7 @@ def test_registers_once_with_lineage_and_passes_gates(cluster, namespace, operat
 
 def test_threshold_failure_and_beat_champion(cluster, namespace, operator, services, trained):
     model = f"churn-{namespace}"
-    apply(cluster, model_version(namespace, "low", model, trained, gates={
+    apply_manifests(cluster, model_version(namespace, "low", model, trained, gates={
         "metrics": [{"metric": "auc", "op": ">=", "value": 0.95}]}))
     rejected = wait_for(lambda: phase_is(cluster, namespace, "low", "Rejected"), timeout=90,
                         message="Rejected")
@@ -123,7 +119,7 @@ def test_threshold_failure_and_beat_champion(cluster, namespace, operator, servi
     assert (gate["verdict"], gate["observed"], gate["threshold"]) == ("Failed", "0.9", ">= 0.95")
     assert "metric auc" in condition(rejected, "GatesPassed")["message"]
 
-    apply(cluster, model_version(namespace, "first", model, trained,
+    apply_manifests(cluster, model_version(namespace, "first", model, trained,
                                  gates={"beatChampion": {"metric": "auc", "minDelta": 0.01}}))
     first = wait_for(lambda: phase_is(cluster, namespace, "first", "Approved"), timeout=90,
                      message="first Approved (no champion)")
@@ -131,7 +127,7 @@ def test_threshold_failure_and_beat_champion(cluster, namespace, operator, servi
     registry = Registry(services.endpoints["mlflow"])
     registry.set_alias(model, "champion", first["status"]["mlflowVersion"])
 
-    apply(cluster, model_version(namespace, "second", model, trained,
+    apply_manifests(cluster, model_version(namespace, "second", model, trained,
                                  gates={"beatChampion": {"metric": "auc", "minDelta": 0.01}}))
     second = wait_for(lambda: phase_is(cluster, namespace, "second", "Rejected"), timeout=90,
                       message="second Rejected (does not beat the champion by 0.01)")
@@ -141,7 +137,7 @@ def test_threshold_failure_and_beat_champion(cluster, namespace, operator, servi
 
 def test_approval_is_required_recorded_and_audited(cluster, namespace, operator, services, trained):
     model = f"gated-{namespace}"
-    apply(cluster, model_version(namespace, "needs-ok", model, trained,
+    apply_manifests(cluster, model_version(namespace, "needs-ok", model, trained,
                                  approval={"required": True}))
     wait_for(lambda: phase_is(cluster, namespace, "needs-ok", "AwaitingApproval"), timeout=90,
              message="AwaitingApproval")
@@ -168,7 +164,7 @@ def test_served_version_cannot_be_deleted_and_delete_policy_removes_it(cluster, 
     service = {"apiVersion": "ferry.dev/v1alpha1", "kind": "InferenceService",
                "metadata": {"name": "api", "namespace": namespace},
                "spec": {"model": {"modelVersion": "served"}}}
-    apply(cluster, model_version(namespace, "served", model, trained, deletionPolicy="Delete"),
+    apply_manifests(cluster, model_version(namespace, "served", model, trained, deletionPolicy="Delete"),
           model_version(namespace, "kept", model, trained), service)
     serving = wait_for(lambda: phase_is(cluster, namespace, "served", "Serving"), timeout=90,
                        message="Serving")
@@ -206,7 +202,7 @@ def test_unreachable_registry_is_reported_then_registers_once(cluster, services,
         model = f"late-{uuid.uuid4().hex[:6]}"
         late_version = model_version(namespace, "late", model, "unused")
         late_version["spec"]["source"] = "s3://ferry/models/late/"
-        apply(cluster, late_version)
+        apply_manifests(cluster, late_version)
         down = wait_for(lambda: (o := get(cluster, namespace, "late")) and
                         condition(o, "RegistryReachable").get("status") == "False" and o,
                         timeout=60, message="RegistryReachable=False")
@@ -223,7 +219,7 @@ def test_unreachable_registry_is_reported_then_registers_once(cluster, services,
 
 
 def test_a_source_run_mlflow_does_not_know_is_reported_not_crashed(cluster, namespace, operator):
-    apply(cluster, model_version(namespace, "ghost", f"ghost-{namespace}", "0000deadbeef"))
+    apply_manifests(cluster, model_version(namespace, "ghost", f"ghost-{namespace}", "0000deadbeef"))
     failed = wait_for(lambda: (o := get(cluster, namespace, "ghost")) and
                       condition(o, "Registered").get("reason") == "RegistrationFailed" and o,
                       timeout=60, message="Registered=False/RegistrationFailed")
@@ -245,7 +241,7 @@ def test_killed_between_registration_and_status_write_registers_once(cluster, se
                             FERRY_FAILPOINTS="modelversion.registered", **env)
     survivor = None
     try:
-        apply(cluster, model_version(namespace, "fraud-1", model, trained_by_example, gates={
+        apply_manifests(cluster, model_version(namespace, "fraud-1", model, trained_by_example, gates={
             "metrics": [{"metric": "auc", "op": ">", "value": 0.5}], "signature": True}))
         wait_for(lambda: doomed.process.poll() is not None, timeout=90,
                  message="operator killed at the failpoint")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from ferry.adapters.mlflow import Registry
 from ferry.status import find_condition
+from support.objects import apply_manifests, get_resource
 from support.waiting import wait_for
 
 TRAIN = """
@@ -31,16 +31,8 @@ def training_run(namespace, name, **spec):
             "spec": {"image": "trainer:1", **spec}}
 
 
-def apply(cluster, *objects):
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
-
-
-def get(cluster, namespace, kind, name):
-    return json.loads(cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout)
-
-
 def run_phase(cluster, namespace, name, phase):
-    obj = get(cluster, namespace, "trainingrun.ferry.dev", name)
+    obj = get_resource(cluster, namespace, "trainingrun.ferry.dev", name)
     return obj if obj.get("status", {}).get("phase") == phase else None
 
 
@@ -54,11 +46,11 @@ def credentials(namespace, services) -> dict:
 
 def test_gpu_run_gets_limits_toleration_shm_and_lands_on_a_gpu_node(cluster, namespace, operator,
                                                                     services):
-    apply(cluster, training_run(namespace, "gpu", command=["train"], resources={"gpus": 2},
+    apply_manifests(cluster, training_run(namespace, "gpu", command=["train"], resources={"gpus": 2},
                                 shmSize="1Gi", parameters={"lr": "0.1"}))
     done = wait_for(lambda: run_phase(cluster, namespace, "gpu", "Succeeded"), timeout=90,
                     message="GPU run Succeeded on a KWOK GPU node")
-    job = get(cluster, namespace, "job", "gpu")
+    job = get_resource(cluster, namespace, "job", "gpu")
     pod_spec = job["spec"]["template"]["spec"]
     container = pod_spec["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
@@ -79,7 +71,7 @@ def test_gpu_run_gets_limits_toleration_shm_and_lands_on_a_gpu_node(cluster, nam
 
 
 def test_more_gpus_than_the_cluster_has_fails_with_insufficient_gpu(cluster, namespace, operator):
-    apply(cluster, training_run(namespace, "huge", command=["train"], resources={"gpus": 64},
+    apply_manifests(cluster, training_run(namespace, "huge", command=["train"], resources={"gpus": 64},
                                 schedulingTimeout="5s"))
     failed = wait_for(lambda: run_phase(cluster, namespace, "huge", "Failed"), timeout=90,
                       message="run Failed")
@@ -89,7 +81,7 @@ def test_more_gpus_than_the_cluster_has_fails_with_insufficient_gpu(cluster, nam
     events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
                              "reason=InsufficientGPU").stdout
     assert "InsufficientGPU" in events
-    job = wait_for(lambda: (j := get(cluster, namespace, "job", "huge"))["spec"].get("suspend")
+    job = wait_for(lambda: (j := get_resource(cluster, namespace, "job", "huge"))["spec"].get("suspend")
                    and j, timeout=30, message="the unschedulable Job is suspended")
     assert job["metadata"]["annotations"]["ferry.dev/gave-up"].startswith("InsufficientGPU")
     wait_for(lambda: not json.loads(cluster.kubectl(
@@ -100,7 +92,7 @@ def test_more_gpus_than_the_cluster_has_fails_with_insufficient_gpu(cluster, nam
 
 def test_training_on_the_local_runner_is_tracked_in_mlflow(cluster, namespace, operator,
                                                           services):
-    apply(cluster, credentials(namespace, services),
+    apply_manifests(cluster, credentials(namespace, services),
           training_run(namespace, "real", command=["python", "-c", TRAIN],
                        parameters={"lr": "0.05"}, mlflow={"experiment": f"exp-{namespace}"},
                        env=[{"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {
@@ -117,7 +109,7 @@ def test_training_on_the_local_runner_is_tracked_in_mlflow(cluster, namespace, o
 
 
 def test_exit_codes_retry_then_fail_and_non_retryable_fail_at_once(cluster, namespace, operator):
-    apply(cluster,
+    apply_manifests(cluster,
           training_run(namespace, "flaky", command=["python", "-c", "import sys; sys.exit(1)"],
                        backoffLimit=1),
           training_run(namespace, "fatal", command=["python", "-c", "import sys; sys.exit(2)"],
@@ -137,7 +129,7 @@ def test_exit_codes_retry_then_fail_and_non_retryable_fail_at_once(cluster, name
 
 def test_deleting_a_run_removes_its_job_and_kills_the_mlflow_run(cluster, namespace, operator,
                                                                 services):
-    apply(cluster, training_run(namespace, "long",
+    apply_manifests(cluster, training_run(namespace, "long",
                                 command=["python", "-c", "import time; time.sleep(300)"]))
     running = wait_for(lambda: run_phase(cluster, namespace, "long", "Running"), timeout=90,
                        message="Running")
@@ -162,7 +154,7 @@ def test_killing_the_operator_mid_run_creates_no_second_job_or_mlflow_run(cluste
                             "FERRY_RENEW_DEADLINE_SECONDS": "2"}
     first = start_operator(cluster, tmp_path, namespace, **env)
     try:
-        apply(cluster, training_run(namespace, "steady", mlflow={"experiment": f"kill-{namespace}"},
+        apply_manifests(cluster, training_run(namespace, "steady", mlflow={"experiment": f"kill-{namespace}"},
                                     command=["python", "-c", "import time; time.sleep(300)"]))
         running = wait_for(lambda: run_phase(cluster, namespace, "steady", "Running"),
                            timeout=90, message="Running")

@@ -30,6 +30,16 @@ def get(cluster, namespace: str, kind: str, name: str) -> dict:
                                       "-o", "json").stdout)
 
 
+def apply_manifests(cluster, *objects: dict) -> None:
+    """Apply objects of any kind as they are (each names its own namespace)."""
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
+
+
+def get_resource(cluster, namespace: str, kind: str, name: str) -> dict:
+    """Any object, with ``kind`` as kubectl takes it (``deployment``, ``trainingrun.ferry.dev``)."""
+    return json.loads(cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout)
+
+
 def reconciled(obj: dict, condition: str = "Accepted", status: str = "True") -> bool:
     """True when the operator has seen the current generation and ``condition`` has ``status``."""
     current = obj.get("status", {})
