@@ -12,10 +12,11 @@ import requests
 
 from ferry.examples import data as synthetic
 from ferry.reconcilers.retrain import FEATURES_ANNOTATION, REPORT_ANNOTATION
+from support.objects import apply_manifests, get_resource
 from support.serving import ready_addresses
 from support.waiting import wait_for
 from test_drift_monitor import job_finished, pod_log
-from test_example_trainer import apply, credentials, example_run, features, get, phase
+from test_example_trainer import credentials, example_run, features, phase
 from test_inferenceservice import event_reasons
 
 __all__ = ["features"]  # the fixture: synthetic transactions in S3
@@ -51,7 +52,7 @@ def inference_service(namespace: str, model: str, features_uri: str) -> dict:
 
 
 def status(cluster, namespace: str) -> dict:
-    return get(cluster, namespace, "inferenceservice.ferry.dev", SERVICE).get("status") or {}
+    return get_resource(cluster, namespace, "inferenceservice.ferry.dev", SERVICE).get("status") or {}
 
 
 def send_shifted_traffic(cluster, namespace: str) -> None:
@@ -86,17 +87,17 @@ def run_monitor(cluster, namespace: str, job: str) -> dict:
 def test_drift_retrains_gates_and_rolls_out_the_new_model_and_the_cooldown_holds(
         services, cluster, namespace, operator, features):
     model = f"fraud-{namespace}"
-    apply(cluster, credentials(namespace, services),
+    apply_manifests(cluster, credentials(namespace, services),
           {"apiVersion": "ferry.dev/v1alpha1", "kind": "TrainingRun",
            "metadata": {"name": "v1", "namespace": namespace},
            "spec": trainer_spec(namespace, features, model)})
     wait_for(lambda: phase(cluster, namespace, "v1", "Succeeded"), timeout=360,
              message="TrainingRun v1 Succeeded")
     first = f"{model}-v1"
-    wait_for(lambda: get(cluster, namespace, "modelversion.ferry.dev", first)["status"]
+    wait_for(lambda: get_resource(cluster, namespace, "modelversion.ferry.dev", first)["status"]
              .get("phase") == "Approved", timeout=60, message=f"{first} Approved")
 
-    apply(cluster, inference_service(namespace, model, features))
+    apply_manifests(cluster, inference_service(namespace, model, features))
     wait_for(lambda: (s := status(cluster, namespace)).get("phase") == "Healthy"
              and s.get("stableVersion") == first, timeout=240, message="v1 served")
     monitor = next(c for c in status(cluster, namespace)["conditions"]
@@ -117,7 +118,7 @@ def test_drift_retrains_gates_and_rolls_out_the_new_model_and_the_cooldown_holds
                       .get("decision") and r, timeout=60, message="retraining decided")
     assert record["decision"] == "Triggered" and record["lastRun"] == retrain_run
     assert record["reportUri"] == drift["reportUri"] and record["count"] == 1
-    run = get(cluster, namespace, "trainingrun.ferry.dev", retrain_run)
+    run = get_resource(cluster, namespace, "trainingrun.ferry.dev", retrain_run)
     annotations = run["metadata"]["annotations"]
     assert annotations[REPORT_ANNOTATION] == drift["reportUri"]
     assert set(json.loads(annotations[FEATURES_ANNOTATION])) == set(drift["driftedFeatures"])
@@ -128,7 +129,7 @@ def test_drift_retrains_gates_and_rolls_out_the_new_model_and_the_cooldown_holds
     wait_for(lambda: phase(cluster, namespace, retrain_run, "Succeeded"), timeout=360,
              message=f"{retrain_run} Succeeded")
     second = f"{model}-{retrain_run}"
-    approved = wait_for(lambda: (mv := get(cluster, namespace, "modelversion.ferry.dev", second))
+    approved = wait_for(lambda: (mv := get_resource(cluster, namespace, "modelversion.ferry.dev", second))
                         ["status"].get("phase") in ("Approved", "Serving") and mv, timeout=60,
                         message=f"{second} Approved")
     assert approved["status"]["mlflowVersion"] == "2"
