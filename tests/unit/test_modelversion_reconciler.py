@@ -43,6 +43,42 @@ def test_beat_champion_with_and_without_a_champion():
     assert better["verdict"] == "Passed" and better["threshold"].startswith("<= 0.15")
 
 
+def test_beat_champion_a_champion_without_the_metric_is_not_compared():
+    """A champion left without the metric (no MLflow run, or a run that never logged it) must not
+    block candidates: the gate passes and says so, in the gate and in GatesPassed."""
+    rule = gates(beatChampion={"metric": "auc", "minDelta": 0.005})
+    seen = Observed(version="7", champion="3", metrics={"auc": 0.9668},
+                    champion_metrics={"loss": 0.2})
+    result = evaluate_gates(rule, seen)[0]
+    assert result == {"name": "beatChampion auc", "verdict": "Passed", "observed": "0.9668",
+                      "message": "champion v3 has no metric 'auc'; not compared"}
+    fields, _ = decide(rule, {}, 1, seen)
+    assert fields["phase"] == "Approved"
+    passed = cond(fields, "GatesPassed")
+    assert passed["status"] == "True" and passed["reason"] == "AllGatesPassed"
+    assert passed["message"] == ("1 gate(s) passed (beatChampion auc: champion v3 has no metric "
+                                 "'auc'; not compared).")
+    no_run = evaluate_gates(rule, Observed(version="7", champion="3", metrics={"auc": 0.9}))[0]
+    assert no_run["verdict"] == "Passed" and "champion v3 has no metric 'auc'" in no_run["message"]
+
+
+def test_beat_champion_a_candidate_without_the_metric_fails_and_says_so():
+    rule = gates(beatChampion={"metric": "auc"})
+    for champion, champion_metrics in (("3", {"auc": 0.9}), ("3", {}), (None, {})):
+        result = evaluate_gates(rule, Observed(version="7", champion=champion,
+                                               metrics={"loss": 0.1},
+                                               champion_metrics=champion_metrics))[0]
+        assert result["verdict"] == "Failed" and "observed" not in result
+        assert result["message"] == "the candidate has no metric 'auc' (its run did not log it)"
+    fields, events = decide(rule, {}, 1, Observed(version="7", champion="3",
+                                                  champion_metrics={"auc": 0.9}))
+    assert fields["phase"] == "Rejected"
+    assert cond(fields, "GatesPassed")["message"] == (
+        "beatChampion auc: - the candidate has no metric 'auc' (its run did not log it)")
+    assert any(e.reason == "GateFailed" and "candidate has no metric" in e.message
+               for e in events)
+
+
 def test_features_ready_and_signature_against_the_feature_schema():
     rule = spec(features="tx-v2", gates={"signature": True})
     ready = by_name(evaluate_gates(rule, Observed(features_ready=True, input_columns=["a", "b"],

@@ -26,7 +26,10 @@ class BeatChampion(ApiModel):
 
 class Gates(ApiModel):
     metrics: Annotated[list[MetricGate], Field(max_length=32)] = []
-    beat_champion: BeatChampion | None = None
+    beat_champion: BeatChampion | None = Field(None, description=(
+        "Beat the run metric of the version holding the champion alias by minDelta. A candidate "
+        "without the metric fails; with no champion, or a champion without the metric, the gate "
+        "passes and says it did not compare."))
     features_ready: bool = True
     signature: bool = False
 

@@ -10,6 +10,7 @@ from ferry.reconcilers.outcome import Event
 from ferry.status import make_condition, set_condition, transitioned
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+NOT_COMPARED = "not compared"  # a gate that passed without comparing (the champion is unmeasurable)
 
 
 @dataclass
@@ -37,6 +38,19 @@ def gate(name: str, verdict: str, observed=None, threshold=None, message: str = 
 
 
 def evaluate_gates(spec: ModelVersionSpec, seen: Observed) -> list[dict]:
+    """One result per configured gate: Passed, Failed or Pending, with what was observed.
+
+    ``beatChampion`` compares the candidate's metric with the run metrics of the version holding
+    the ``champion`` alias. Only the candidate has to be measurable:
+
+    - the candidate lacks the metric → Failed ("the candidate has no metric ..."): a version that
+      cannot be measured cannot be shown to be better;
+    - there is no champion, or the candidate is the champion → Passed ("no champion to beat");
+    - the champion lacks the metric (registered from a source without an MLflow run, or a run that
+      never logged it, e.g. left by an older pipeline) → Passed, with the message "champion vN has
+      no metric ...; not compared", repeated in the GatesPassed condition: an unmeasurable
+      incumbent cannot block every later candidate; the other gates and approval still apply.
+    """
     results = []
     for rule in spec.gates.metrics:
         value = seen.metrics.get(rule.metric)
@@ -50,10 +64,14 @@ def evaluate_gates(spec: ModelVersionSpec, seen: Observed) -> list[dict]:
         name = f"beatChampion {beat.metric}"
         mine = seen.metrics.get(beat.metric)
         theirs = seen.champion_metrics.get(beat.metric)
-        if seen.champion is None or seen.champion == seen.version:
+        if mine is None:
+            results.append(gate(name, "Failed", message=(
+                f"the candidate has no metric {beat.metric!r} (its run did not log it)")))
+        elif seen.champion is None or seen.champion == seen.version:
             results.append(gate(name, "Passed", mine, message="no champion to beat"))
-        elif mine is None or theirs is None:
-            results.append(gate(name, "Failed", mine, message=f"metric {beat.metric!r} missing"))
+        elif theirs is None:
+            results.append(gate(name, "Passed", mine, message=(
+                f"champion v{seen.champion} has no metric {beat.metric!r}; {NOT_COMPARED}")))
         else:
             target = theirs + beat.min_delta if beat.goal == "maximize" else theirs - beat.min_delta
             ok = mine >= target if beat.goal == "maximize" else mine <= target
@@ -97,8 +115,11 @@ def decide(spec: ModelVersionSpec, status: dict, generation: int,
         gates_condition = make_condition("GatesPassed", "Unknown", "GatePending",
                                          ", ".join(g["name"] for g in pending), generation)
     else:
-        gates_condition = make_condition("GatesPassed", True, "AllGatesPassed",
-                                         f"{len(gates)} gate(s) passed.", generation)
+        caveats = [f"{g['name']}: {g['message']}" for g in gates
+                   if g.get("message", "").endswith(NOT_COMPARED)]
+        gates_condition = make_condition(
+            "GatesPassed", True, "AllGatesPassed", f"{len(gates)} gate(s) passed"
+            + (f" ({'; '.join(caveats)})." if caveats else "."), generation)
     conditions = set_condition(conditions, gates_condition)
 
     approval = spec.approval
