@@ -141,3 +141,37 @@ def test_served_then_unserved_is_retired_and_can_serve_again():
     assert again["phase"] == "Serving"
     never_served, _ = decide(spec(), {}, 1, Observed(version="1"))
     assert never_served["phase"] == "Approved"
+
+
+def test_a_training_run_is_registered_from_only_once_it_has_succeeded():
+    """Before it succeeds, a run has neither its model nor its final metrics in MLflow."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from ferry.controllers.modelversion import resolve_source
+
+    def resolve(run, status=None):
+        async def get(api_version, kind, namespace, name):
+            assert (kind, name) == ("TrainingRun", "fraud-train")
+            return run
+
+        ctx = SimpleNamespace(kube=SimpleNamespace(get=get))
+        mv = parse_spec("ModelVersion", {"modelName": "fraud", "trainingRunRef": "fraud-train"})
+        return asyncio.run(resolve_source(ctx, mv, "demo", status or {}))
+
+    def run(phase, run_id="r1"):
+        return {"spec": {"image": "trainer:1"},
+                "status": {"phase": phase, "featuresUri": "s3://b/f/",
+                           **({"mlflowRunId": run_id} if run_id else {})}}
+
+    assert resolve(None)["waiting"][0] == "WaitingForTrainingRun"
+    assert resolve(run("Pending", None))["waiting"] == (
+        "WaitingForTrainingRun", "TrainingRun fraud-train has no MLflow run yet.")
+    running = resolve(run("Running"))["waiting"]
+    assert running[0] == "WaitingForTrainingRun" and "is Running" in running[1]
+    assert resolve(run("Failed"))["waiting"][0] == "TrainingRunFailed"
+    assert resolve(run("Succeeded")) == {"source": "runs:/r1/model", "runId": "r1",
+                                         "trainingRun": "fraud-train", "image": "trainer:1",
+                                         "dataUri": "s3://b/f/"}
+    # Registered already (e.g. by an older operator): keep following it.
+    assert resolve(run("Running"), {"mlflowVersion": "3"})["source"] == "runs:/r1/model"

@@ -50,19 +50,32 @@ async def served_by(ctx: Context, namespace: str, name: str) -> list[str]:
 async def resolve_source(ctx: Context, spec: ModelVersionSpec, namespace: str,
                          status: dict) -> dict:
     """Source URI, run id and training facts, from the spec or the referenced TrainingRun — or,
-    once registered, from status: a ModelVersion outlives the TrainingRun it came from."""
+    once registered, from status: a ModelVersion outlives the TrainingRun it came from.
+
+    A TrainingRun is registered from only once it has Succeeded: before that its MLflow run has
+    neither the model (the version would point at an empty folder) nor the final metrics. Until
+    then the result is ``{"waiting": (reason, message)}``."""
     if spec.source:
         run_id = spec.source.split("/")[1] if spec.source.startswith("runs:/") else None
         return {"source": spec.source, "runId": run_id}
-    run = await get_optional(ctx, "TrainingRun", namespace, spec.training_run_ref)
-    run_id = ((run or {}).get("status") or {}).get("mlflowRunId")
+    ref = spec.training_run_ref
+    run = await get_optional(ctx, "TrainingRun", namespace, ref)
+    run_status = (run or {}).get("status") or {}
+    run_id = run_status.get("mlflowRunId")
     lineage = status.get("lineage") or {}
-    if run is None and status.get("source") and lineage.get("trainingRun") == \
-            spec.training_run_ref:
-        return {"source": status["source"], "trainingRun": spec.training_run_ref,
+    if run is None and status.get("source") and lineage.get("trainingRun") == ref:
+        return {"source": status["source"], "trainingRun": ref,
                 **{k: lineage.get(k) for k in ("runId", "image", "dataUri")}}
+    if run is None:
+        return {"waiting": ("WaitingForTrainingRun", f"TrainingRun {ref} not found.")}
+    phase = run_status.get("phase")
+    if phase == "Failed" and not status.get("mlflowVersion"):
+        return {"waiting": ("TrainingRunFailed", f"TrainingRun {ref} failed: nothing to register.")}
     if not run_id:
-        return {}
+        return {"waiting": ("WaitingForTrainingRun", f"TrainingRun {ref} has no MLflow run yet.")}
+    if phase != "Succeeded" and not status.get("mlflowVersion"):
+        return {"waiting": ("WaitingForTrainingRun", f"TrainingRun {ref} is {phase or 'Pending'}; "
+                            "registered once it has Succeeded.")}
     artifact = ((run["spec"].get("register") or {}).get("artifactPath")) or "model"
     return {"source": f"runs:/{run_id}/{artifact}", "runId": run_id,
             "trainingRun": spec.training_run_ref, "image": run["spec"].get("image"),
@@ -84,12 +97,13 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
     generation = body.metadata["generation"]
     status = dict(body.get("status") or {})
     origin = await resolve_source(ctx, spec, namespace, status)
-    if not origin:
+    if "waiting" in origin:
+        reason, message = origin["waiting"]
         conditions = set_condition(outcome.status["conditions"], make_condition(
-            "Registered", False, "WaitingForTrainingRun",
-            f"TrainingRun {spec.training_run_ref} has no MLflow run yet.", generation))
+            "Registered", False, reason, message, generation))
         return Outcome(status={**outcome.status, "conditions": conditions, "phase": "Pending"},
-                       events=outcome.events, requeue_after=15)
+                       events=outcome.events,
+                       requeue_after=60 if reason == "TrainingRunFailed" else 15)
 
     lineage = {"trainingRun": origin.get("trainingRun"), "runId": origin.get("runId"),
                "image": origin.get("image"), "featurePipeline": spec.features}
