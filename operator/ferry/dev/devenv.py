@@ -107,6 +107,294 @@ def apply_examples(cluster: LocalCluster, directory: Path, wait: bool, timeout: 
     wait_until(all_observed, timeout, "the operator to reconcile the examples")
 
 
+# --- the demo: `ferry dev up --operator --examples DIR` with the services --------------------
+
+APPROVER_ENV = "FERRY_DEMO_APPROVER"
+DEMO_TIMEOUT = 600.0  # per step; the first run of a pod may load its image
+# One transaction to ask the served model about (the columns the seeded data and its features have).
+SAMPLE = {"customer_id": 3, "amount": 420.5, "log_amount": 6.0438, "country": "FR",
+          "is_large": True}
+
+
+class DemoError(RuntimeError):
+    """A demo step did not reach its goal; the message says which object and why."""
+
+
+def demo_log(step: str, detail: str) -> None:
+    print(f"demo: {step}: {detail}", flush=True)
+
+
+def documents(directory: Path) -> list[dict]:
+    """The Ferry objects of ``directory``'s YAML files (not its subdirectories), in file order."""
+    return [doc for path in sorted(directory.glob("*.yaml"))
+            for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def demo_approver() -> str:
+    """Who approves in the demo: ``$FERRY_DEMO_APPROVER``, else the login name."""
+    import getpass
+
+    return os.environ.get(APPROVER_ENV) or getpass.getuser()
+
+
+def run_examples(cluster: LocalCluster, directory: Path, env: dict[str, str] | None,
+                 with_operator: bool) -> None:
+    """``--examples``: with the services (``env``) and the operator, the whole demo (`run_demo`);
+    otherwise apply the examples and, with an operator, wait until they are reconciled."""
+    if env is not None:
+        ensure_namespace(cluster, DEMO_NAMESPACE)
+        seed_demo_data(cluster, env)
+        if with_operator:
+            try:
+                run_demo(cluster, directory, env)
+            except DemoError as error:
+                print(f"demo: FAILED: {error}\nThe environment stays up for a look "
+                      f"(kubectl get mlops,events -n {DEMO_NAMESPACE}); `ferry dev down` stops it.",
+                      file=sys.stderr, flush=True)
+                raise SystemExit(1) from None
+            return
+    apply_examples(cluster, directory, wait=with_operator)
+
+
+def status_of(cluster: LocalCluster, kind: str, name: str) -> dict:
+    """The status of the Ferry object ``kind/name`` in the demo namespace ({} while absent)."""
+    found = cluster.kubectl("get", f"{kind.lower()}s.ferry.dev", name, "-n", DEMO_NAMESPACE,
+                            "-o", "json", check=False)
+    return (json.loads(found.stdout).get("status") or {}) if found.returncode == 0 else {}
+
+
+def condition_message(status: dict, type_: str) -> str:
+    found = [c for c in status.get("conditions") or [] if c.get("type") == type_]
+    return found[0].get("message", "") if found else ""
+
+
+def wait_for_status(cluster: LocalCluster, kind: str, name: str, done, what: str,
+                    timeout: float = DEMO_TIMEOUT) -> dict:
+    """Poll ``kind/name``'s status until ``done(status)`` is truthy; ``done`` may raise
+    DemoError. A timeout names the object and its last phase and message."""
+    last: dict = {}
+
+    def check():
+        nonlocal last
+        last = status_of(cluster, kind, name)
+        return last if done(last) else None
+
+    try:
+        return wait_until(check, timeout, what, interval=1.0)
+    except TimeoutError as error:
+        raise DemoError(f"{error} ({kind} {name}: phase {last.get('phase') or '-'}"
+                        f"{', ' + last['message'] if last.get('message') else ''})") from None
+
+
+def forget_earlier_champion(env: dict[str, str], model: str) -> None:
+    """The MLflow registry outlives ``ferry dev down``: a ``champion`` alias left by an earlier
+    demo points at a version that nothing in this new cluster serves. Drop the alias (the versions
+    stay) so ``beatChampion`` gives the same verdict on every run, and say so."""
+    from ferry.adapters.mlflow import CHAMPION, Registry
+
+    registry = Registry(env["FERRY_MLFLOW_URI"])
+    champion = registry.version_by_alias(model, CHAMPION)
+    if champion is not None:
+        registry.remove_alias(model, CHAMPION)
+        demo_log("registry", f"dropped the {CHAMPION} alias of {model} (v{champion.version}, left "
+                 "by an earlier demo; nothing in this cluster serves it)")
+
+
+def compute_features(cluster: LocalCluster, pipeline: dict) -> None:
+    """Run a scheduled pipeline now (a Job from its CronJob, named for this demo, so results an
+    earlier demo left in S3 are never taken for this one's) and wait for its published output."""
+    name = pipeline["metadata"]["name"]
+    cronjob = name[:52]
+    if pipeline["spec"].get("schedule"):
+        wait_until(lambda: cluster.kubectl("get", "cronjob", cronjob, "-n", DEMO_NAMESPACE,
+                                           check=False).returncode == 0, 60,
+                   f"the CronJob of FeaturePipeline {name}")
+        run_id = f"{cronjob[:40]}-demo-{int(time.time())}"
+        cluster.kubectl("create", "job", f"--from=cronjob/{cronjob}", run_id, "-n",
+                        DEMO_NAMESPACE)
+    else:  # run once: the operator's own Job
+        run_id = None
+
+    def ours(record: dict) -> bool:
+        return bool(record.get("runId")) and (run_id is None or record["runId"] == run_id)
+
+    def published(status: dict):
+        last = status.get("lastRun") or {}
+        if last.get("state") == "Failed" and ours(last):
+            raise DemoError(f"FeaturePipeline {name} run {last['runId']} failed: "
+                            f"{condition_message(status, 'Validated') or status.get('message')}")
+        return ours(status.get("lastSuccessfulRun") or {})
+
+    status = wait_for_status(cluster, "FeaturePipeline", name, published,
+                             f"FeaturePipeline {name} to publish its run")
+    good = status["lastSuccessfulRun"]
+    demo_log("features computed", f"FeaturePipeline {name} run {good['runId']}: "
+             f"{good.get('rows', '?')} rows -> {status.get('latestOutputUri')}")
+
+
+def wait_trained(cluster: LocalCluster, run: dict) -> None:
+    name = run["metadata"]["name"]
+
+    def finished(status: dict):
+        if status.get("phase") == "Failed":
+            raise DemoError(f"TrainingRun {name} failed: "
+                            f"{status.get('message') or condition_message(status, 'Succeeded')} "
+                            f"(kubectl logs -n {DEMO_NAMESPACE} -l ferry.dev/trainingrun={name})")
+        return status.get("phase") == "Succeeded"
+
+    status = wait_for_status(cluster, "TrainingRun", name, finished,
+                             f"TrainingRun {name} to succeed")
+    metrics = status.get("metrics") or {}
+    shown = ", ".join(f"{key} {metrics[key]:.4g}" for key in ("auc", "accuracy")
+                      if key in metrics) or "no metrics"
+    demo_log("trained", f"TrainingRun {name} Succeeded ({shown}; MLflow run "
+             f"{status.get('mlflowRunId')})")
+
+
+def gate_summary(gates: list[dict]) -> str:
+    parts = []
+    for result in gates:
+        detail = " ".join(str(result[k]) for k in ("observed", "threshold") if result.get(k))
+        if result.get("message"):
+            detail = f"{detail}, {result['message']}" if detail else result["message"]
+        parts.append(f"{result['name']} {result['verdict']}" + (f" ({detail})" if detail else ""))
+    return "; ".join(parts) or "no gates"
+
+
+def register_gate_approve(cluster: LocalCluster, version: dict, approver: str) -> dict:
+    """Registered → gated → approved (``ferry approve`` as ``approver`` when approval is
+    required). Returns the ModelVersion's status."""
+    name = version["metadata"]["name"]
+    status = wait_for_status(cluster, "ModelVersion", name, lambda s: s.get("mlflowVersion"),
+                             f"ModelVersion {name} to be registered")
+    demo_log("registered", f"ModelVersion {name} = {version['spec']['modelName']} version "
+             f"{status['mlflowVersion']} ({status.get('source')})")
+    decided = ("AwaitingApproval", "Approved", "Serving", "Rejected")
+    status = wait_for_status(cluster, "ModelVersion", name, lambda s: s.get("phase") in decided,
+                             f"ModelVersion {name}'s gates")
+    if status["phase"] == "Rejected":
+        raise DemoError(f"ModelVersion {name} was Rejected: "
+                        f"{condition_message(status, 'GatesPassed')}")
+    demo_log("gated", f"ModelVersion {name}: {gate_summary(status.get('gates') or [])}")
+    if status["phase"] != "AwaitingApproval":
+        demo_log("approved", f"ModelVersion {name}: {condition_message(status, 'Approved')}")
+        return status
+    command = [sys.executable, "-m", "ferry", "approve", f"mv/{name}", "--by", approver,
+               "--comment", "approved in the demo (ferry dev up --examples)",
+               "-n", DEMO_NAMESPACE, "--kubeconfig", str(cluster.kubeconfig)]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    status = wait_for_status(
+        cluster, "ModelVersion", name, lambda s: s.get("phase") in ("Approved", "Serving")
+        and (s.get("approval") or {}).get("by") == approver, f"ModelVersion {name} Approved")
+    demo_log(f"approved by {approver}",
+             f"ferry approve mv/{name} --by {approver} -n {DEMO_NAMESPACE} "
+             f"(recorded at {status['approval'].get('at')}, also as MLflow tags)")
+    return status
+
+
+def wait_rolled_out(cluster: LocalCluster, service: dict) -> dict:
+    name = service["metadata"]["name"]
+    pinned = (service["spec"].get("model") or {}).get("modelVersion")
+
+    def serving(status: dict):
+        return status.get("phase") == "Healthy" and status.get("stableVersion") and \
+            status.get("stableVersion") == (pinned or status.get("stableVersion"))
+
+    status = wait_for_status(cluster, "InferenceService", name, serving,
+                             f"InferenceService {name} to serve its model")
+    stable = (status.get("rollout") or {}).get("stable") or {}
+    demo_log("rolled out", f"InferenceService {name} serves {status['stableVersion']} "
+             f"({stable.get('modelName', '?')} v{stable.get('mlflowVersion', '?')}), "
+             f"{status.get('replicas', '?')} replica(s) ready")
+    return status
+
+
+def http_post(url: str, body: bytes, timeout: float = 5) -> str:
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.read().decode()
+
+
+def predict(cluster: LocalCluster, service: str, columns: list[str]) -> tuple[str, str, dict]:
+    """POST one record to the service's ``/invocations``: through its Service IP, else a ready
+    pod's IP, else the apiserver's proxy; returns (where, answer, record)."""
+    record = {c: SAMPLE[c] for c in columns if c in SAMPLE} if columns else dict(SAMPLE)
+    body = json.dumps({"dataframe_records": [record]}).encode()
+    svc = json.loads(cluster.kubectl("get", "service", service, "-n", DEMO_NAMESPACE, "-o",
+                                     "json").stdout)
+    port = svc["spec"]["ports"][0]
+    targets = []
+    if svc["spec"].get("clusterIP") not in (None, "", "None"):
+        targets.append(f"{svc['spec']['clusterIP']}:{port['port']}")
+    selector = ",".join(f"{k}={v}" for k, v in sorted((svc["spec"].get("selector") or {}).items()))
+    pods = json.loads(cluster.kubectl("get", "pods", "-n", DEMO_NAMESPACE, "-l", selector, "-o",
+                                      "json").stdout)["items"]
+    for pod in pods:
+        ready = any(c["type"] == "Ready" and c["status"] == "True"
+                    for c in pod.get("status", {}).get("conditions") or [])
+        if ready and pod["status"].get("podIP"):
+            container_port = next((p["containerPort"] for c in pod["spec"]["containers"]
+                                   for p in c.get("ports") or []
+                                   if p.get("name") == port.get("targetPort")), port["port"])
+            targets.append(f"{pod['status']['podIP']}:{container_port}")
+    errors = []
+    for target in targets:
+        try:
+            return f"http://{target}/invocations", http_post(f"http://{target}/invocations",
+                                                             body), record
+        except OSError as error:
+            errors.append(f"{target}: {error}")
+    port_name = port.get("name") or port["port"]
+    path = f"/api/v1/namespaces/{DEMO_NAMESPACE}/services/{service}:{port_name}/proxy/invocations"
+    proxied = cluster.kubectl("create", "--raw", path, "-f", "-", input=body.decode(),
+                              check=False)
+    if proxied.returncode == 0:
+        return f"apiserver proxy {path}", proxied.stdout.strip(), record
+    errors.append(f"apiserver proxy: {proxied.stderr.strip()}")
+    raise DemoError(f"InferenceService {service} did not answer: {'; '.join(errors)}")
+
+
+def run_demo(cluster: LocalCluster, directory: Path, env: dict[str, str],
+             approver: str | None = None) -> None:
+    """The examples in dependency order, each step checked and logged on one line: features
+    computed, trained, registered, gated, approved by a named user, rolled out, prediction
+    answered. What an earlier demo left in MLflow and S3 does not change the outcome: runs,
+    registry versions and the feature run are this demo's own, and a stale champion alias is
+    dropped first. Raises DemoError at the first step that fails."""
+    approver = approver or demo_approver()
+    objects = documents(directory)
+    of = {kind: [o for o in objects if o["kind"] == kind] for kind in
+          ("FeaturePipeline", "TrainingRun", "ModelVersion", "InferenceService")}
+    for model in sorted({mv["spec"]["modelName"] for mv in of["ModelVersion"]}):
+        forget_earlier_champion(env, model)
+
+    def apply(items: list[dict]) -> None:
+        if items:
+            cluster.kubectl("apply", "-n", DEMO_NAMESPACE, "-f", "-",
+                            input=yaml.safe_dump_all(items, sort_keys=False))
+
+    apply(of["FeaturePipeline"])  # first: a TrainingRun reads the output it publishes
+    for pipeline in of["FeaturePipeline"]:
+        compute_features(cluster, pipeline)
+    apply([o for o in objects if o["kind"] != "FeaturePipeline"])
+    for run in of["TrainingRun"]:
+        wait_trained(cluster, run)
+    signatures = {}
+    for version in of["ModelVersion"]:
+        status = register_gate_approve(cluster, version, approver)
+        signature = next((g for g in status.get("gates") or [] if g["name"] == "signature"), {})
+        signatures[version["metadata"]["name"]] = [
+            c for c in (signature.get("observed") or "").split(",") if c]
+    for service in of["InferenceService"]:
+        status = wait_rolled_out(cluster, service)
+        where, answer, record = predict(cluster, service["metadata"]["name"],
+                                        signatures.get(status["stableVersion"], []))
+        demo_log("prediction answered", f"{where} {json.dumps(record)} -> {answer}")
+
+
 def _load(state_dir: Path) -> dict:
     path = state_dir / "dev.json"
     return json.loads(path.read_text()) if path.exists() else {}
@@ -140,10 +428,7 @@ def up(state_dir: Path, runner_gpus: int, with_services: bool, with_operator: bo
         state["operatorPid"] = start_operator(cluster.kubeconfig, state_dir, state["env"])
         _save(state_dir, state)
     if examples is not None:
-        if with_services:
-            ensure_namespace(cluster, DEMO_NAMESPACE)
-            seed_demo_data(cluster, state["env"])
-        apply_examples(cluster, examples, wait=with_operator)
+        run_examples(cluster, examples, state["env"] if with_services else None, with_operator)
     state["startSeconds"] = round(time.monotonic() - started, 1)
     _save(state_dir, state)
     return state
