@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="the local control plane, runner and services")
     dev.add_argument("action", choices=["up", "down", "status", "env"])
     dev.add_argument("--state-dir", type=Path, help="default: ~/.cache/ferry/dev")
+    dev.add_argument("--wipe", action="store_true",
+                     help="down: also delete the state dir (MLflow registry, S3 data, logs)")
     dev.add_argument("--runner-gpus", type=int, default=0,
                      help="nvidia.com/gpu capacity of the local runner node")
     dev.add_argument("--no-services", action="store_true", help="skip MLflow, S3, Prometheus")

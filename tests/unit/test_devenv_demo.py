@@ -53,6 +53,42 @@ def test_the_approver_is_named(monkeypatch):
     assert devenv.demo_approver()  # the login name
 
 
+def stopped_environment(state_dir: Path) -> Path:
+    (state_dir / "services" / "seaweedfs").mkdir(parents=True)
+    (state_dir / "services" / "mlflow.db").write_text("")
+    (state_dir / "operator.log").write_text("")
+    return state_dir
+
+
+def test_down_says_what_it_keeps_and_how_to_wipe_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("FERRY_CACHE", str(tmp_path / "cache"))
+    state_dir = stopped_environment(tmp_path / "dev")
+    report = devenv.after_down(state_dir)
+    assert f"Kept in {state_dir}" in report
+    assert "services/mlflow.db" in report and "model registry" in report
+    assert "services/seaweedfs" in report and "S3 data" in report
+    assert "prometheus-data" not in report  # only what is there
+    assert "ferry dev down --wipe" in report and f"rm -rf {state_dir}" in report
+    assert str(tmp_path / "cache" / "bin") in report
+    assert "Nothing kept" in devenv.after_down(tmp_path / "absent")
+
+
+def test_wipe_removes_the_state_but_not_a_running_environment_or_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FERRY_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "bin").mkdir(parents=True)
+    state_dir = stopped_environment(tmp_path / "dev")
+    (state_dir / "dev.json").write_text("{}")
+    with pytest.raises(RuntimeError, match="refusing"):
+        devenv.wipe_state(state_dir)
+    (state_dir / "dev.json").unlink()
+    with pytest.raises(RuntimeError, match="refusing"):
+        devenv.wipe_state(tmp_path / "cache")
+    report = devenv.after_down(state_dir, wipe=True)
+    assert "Wiped" in report and "MLflow registry" in report
+    assert not state_dir.exists() and (tmp_path / "cache" / "bin").exists()
+    assert "Nothing to wipe" in devenv.wipe_state(state_dir)
+
+
 class FakeCluster:
     """kubectl against an in-memory demo namespace whose "operator" reacts at once."""
 

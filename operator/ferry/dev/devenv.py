@@ -395,6 +395,54 @@ def run_demo(cluster: LocalCluster, directory: Path, env: dict[str, str],
         demo_log("prediction answered", f"{where} {json.dumps(record)} -> {answer}")
 
 
+# --- what `down` keeps ------------------------------------------------------------------------
+
+KEPT = (("services/mlflow.db", "MLflow tracking and model registry (runs, versions, aliases)"),
+        ("services/seaweedfs", "S3 data (raw and feature data, checkpoints, MLflow artifacts, "
+                               "prediction logs)"),
+        ("services/prometheus-data", "Prometheus metrics"),
+        ("cluster", "the cluster's logs and pod directories"),
+        ("operator.log", "the operator's log"))
+
+
+def after_down(state_dir: Path, wipe: bool = False) -> str:
+    """What ``down`` left for the next ``up`` and how to wipe it; with ``wipe``, delete the state
+    directory (never the build cache, which only makes the next start faster)."""
+    from ferry.dev.controlplane import cache_root
+
+    cache = f"build cache kept: {cache_root() / 'bin'} (delete it to rebuild the binaries)"
+    if wipe:
+        return "\n".join([wipe_state(state_dir), cache])
+    kept = [(name, what) for name, what in KEPT if (state_dir / name).exists()]
+    if not kept:
+        return f"Nothing kept in {state_dir}; {cache}."
+    width = max(len(name) for name, _ in kept)
+    return "\n".join([f"Kept in {state_dir} for the next `ferry dev up`:",
+                      *(f"  {name:<{width}}  {what}" for name, what in kept),
+                      f"Start from nothing: ferry dev down --wipe (or rm -rf {state_dir}); {cache}."])
+
+
+def wipe_state(state_dir: Path) -> str:
+    """Delete the state directory of a stopped environment: the MLflow registry, S3 data,
+    Prometheus data and logs go with it."""
+    import shutil
+
+    from ferry.dev.controlplane import cache_root
+
+    target = state_dir.resolve()
+    if not target.exists():
+        return f"Nothing to wipe: {state_dir} does not exist."
+    if target in (Path("/"), Path.home().resolve(), cache_root().resolve()) or \
+            (target / "dev.json").exists():
+        raise RuntimeError(f"refusing to wipe {state_dir}: not a stopped dev environment's state")
+    failed: list[str] = []
+    shutil.rmtree(target, onerror=lambda _fn, path, info: failed.append(f"{path}: {info[1]}"))
+    if failed:
+        raise RuntimeError(f"could not wipe all of {state_dir} (first: {failed[0]}); "
+                           f"remove it by hand: rm -rf {state_dir}")
+    return f"Wiped {state_dir}: MLflow registry, S3 data, Prometheus data and logs are gone."
+
+
 def _load(state_dir: Path) -> dict:
     path = state_dir / "dev.json"
     return json.loads(path.read_text()) if path.exists() else {}
@@ -476,6 +524,7 @@ def main(args) -> int:
     elif args.action == "down":
         down(state_dir)
         print("Ferry dev environment stopped.")
+        print(after_down(state_dir, wipe=getattr(args, "wipe", False)))
     elif args.action == "status":
         report = status(state_dir)
         print(json.dumps({k: v for k, v in report.items() if k != "nodes"}, indent=2))
