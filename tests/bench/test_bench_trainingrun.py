@@ -1,10 +1,11 @@
 """TrainingRun figures: 1,000 runs on KWOK nodes against the raw rate of creating 1,000 Jobs.
 
 Run with ``make bench``. Its own control plane (12 KWOK CPU nodes, room for every pod), no MLflow
-(the operator runs without ``FERRY_MLFLOW_URI``), pods tolerate the KWOK taint so they complete
-at once. API writes come from the apiserver's ``apiserver_request_total``; Ferry's share per run
-is the writes of the Ferry phase minus the client's own creates, minus what a raw Job's lifecycle
-costs (Job controller, scheduler, KWOK), so it counts exactly what the operator adds.
+(the operator runs without ``FERRY_MLFLOW_URI``), pods tolerate the KWOK taint and complete at
+once (the cluster's KWOK run time is 0 s instead of the harness default). API writes come from
+the apiserver's ``apiserver_request_total``; Ferry's share per run is the writes of the Ferry
+phase minus the client's own creates, minus what a raw Job's lifecycle costs (Job controller,
+scheduler, KWOK), so it counts exactly what the operator adds.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from kubernetes import config as kube_config
 
 from ferry.dev.controlplane import KWOK_TAINT_KEY, LocalCluster, default_fleet, ensure_binaries
 from ferry.dev.devenv import install_crds
+from ferry.dev.kwokstages import RUN_SECONDS_ENV
 from support.cluster import ClusterHandle, create_namespace, start_operator
 from support.waiting import wait_for
 from test_bench_foundation import rss_mb
@@ -87,7 +89,8 @@ def count_jobs(batch: client.BatchV1Api, namespace: str, succeeded: bool = False
 
 
 @pytest.mark.timeout(3600)
-def test_thousand_training_runs_against_raw_jobs(tmp_path):
+def test_thousand_training_runs_against_raw_jobs(tmp_path, monkeypatch):
+    monkeypatch.setenv(RUN_SECONDS_ENV, "0")  # read when the cluster's kwok stages are written
     local = LocalCluster(tmp_path / "cluster", name="bench-tr", bin_dir=ensure_binaries(),
                          fleet=default_fleet(cpu_nodes=12, gpu_nodes=0))
     local.start()

@@ -70,7 +70,10 @@ def ensure_binaries() -> Path:
 
 
 def kwokctl_config(bin_dir: Path, kube_version: str) -> list[dict]:
-    """kwokctl configuration: our binaries, loopback only, kwok limited to annotated nodes."""
+    """kwokctl configuration: our binaries, loopback only, kwok limited to annotated nodes, and the
+    stages of ``ferry.dev.kwokstages`` (Job pods on KWOK nodes take time)."""
+    from ferry.dev.kwokstages import kwok_stages
+
     return [
         {
             "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
@@ -105,7 +108,9 @@ def kwokctl_config(bin_dir: Path, kube_version: str) -> list[dict]:
                     ],
                 },
             ],
-        }
+        },
+        # kwok's default stages, but a Job pod runs for a while before it completes.
+        *kwok_stages(bin_dir),
     ]
 
 
