@@ -150,15 +150,23 @@ def test_attempts_count_failures_the_job_has_not_counted_yet():
     assert fields["attempts"] == 2
 
 
+def bound_pod(at="2026-11-22T12:00:01Z"):
+    return {"metadata": {"name": "fraud-x"}, "spec": {"nodeName": "kwok-gpu-0"},
+            "status": {"phase": "Running", "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": at}]}}
+
+
 def test_placement_at_the_first_try_is_no_event_but_recovering_from_a_problem_is():
     running = job(active=1)
-    fields, events, _ = decide(spec(), {}, 1, Observed(job=running))
+    waiting, events, _ = decide(spec(), {}, 1, Observed(job=running))
+    assert find_condition(waiting["conditions"], "Scheduled")["status"] == "Unknown"
+    fields, events, _ = decide(spec(), waiting, 1, Observed(job=running, pods=[bound_pod()]))
     assert find_condition(fields["conditions"], "Scheduled")["status"] == "True"
     assert [e.reason for e in events] == []
     problem, events, _ = decide(spec(), {}, 1, Observed(job=job(), pods=[
         pending_pod("0/5 nodes: 4 Insufficient nvidia.com/gpu")]))
     assert [e.reason for e in events] == ["InsufficientGPU"]
-    placed, events, _ = decide(spec(), problem, 1, Observed(job=running))
+    placed, events, _ = decide(spec(), problem, 1, Observed(job=running, pods=[bound_pod()]))
     assert [(e.type, e.reason) for e in events] == [("Normal", "Scheduled")]
 
 

@@ -29,13 +29,13 @@ from ferry.reconcilers.outcome import Event, Outcome
 from ferry.reconcilers.sweep import (
     TrialView, decide_sweep, effective_seed, to_start, trial_count, trial_parameters)
 from ferry.reconcilers.trainingrun import (
-    POLL_WHILE_RUNNING, Observed, attempt_of, current_job, decide, plan_restart)
+    POLL_WHILE_RUNNING, SCHEDULING_REASONS, Observed, attempt_of, current_job, decide, job_phase,
+    plan_restart)
 from ferry.status import find_condition, make_condition, set_condition
 
 INFO = KINDS["TrainingRun"]
 MLFLOW_RUN_END = {"Succeeded": "FINISHED", "Failed": "FAILED"}
 TERMINAL = tuple(MLFLOW_RUN_END)
-SCHEDULING_REASONS = ("InsufficientGPU", "Unschedulable")
 RUN_LABEL = f"ferry.dev/{KIND.lower()}"
 
 
@@ -136,8 +136,9 @@ async def reconcile_job(ctx: Context, body: kopf.Body, spec: TrainingRunSpec, st
         now=datetime.now(UTC), attempt=attempt, restart=restart))
     succeeded = find_condition(fields["conditions"], "Succeeded")
     if fields["phase"] == "Failed" and succeeded["reason"] in SCHEDULING_REASONS \
-            and not (job["metadata"].get("annotations") or {}).get(GAVE_UP):
-        # Suspend the Job: its pending workers leave the queue.
+            and not (job["metadata"].get("annotations") or {}).get(GAVE_UP) \
+            and job_phase(job) not in TERMINAL:
+        # Suspend the Job: its pending workers leave the queue (a finished Job has none).
         await ctx.kube.apply(build_job(owner, spec, tracking, gave_up=fields["message"],
                                        attempt=attempt))
     if data_uri:

@@ -13,6 +13,8 @@ from ferry.status import find_condition, make_condition, set_condition, transiti
 
 POLL_WHILE_RUNNING = 5.0
 IMAGE_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
+SCHEDULING_REASONS = ("InsufficientGPU", "Unschedulable")
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,55 @@ def scheduling_problem(pods: list[dict]) -> tuple[str, str] | None:
                 reason = "InsufficientGPU" if "nvidia.com/gpu" in message else "Unschedulable"
                 return reason, message
     return None
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def placement(pod: dict) -> tuple[datetime, datetime | None] | None:
+    """When the pod was bound to a node and when it stopped holding it (None: it still does);
+    None when it was never placed."""
+    metadata, status = pod.get("metadata") or {}, pod.get("status") or {}
+    if not (pod.get("spec") or {}).get("nodeName"):
+        return None
+    bound = next((c.get("lastTransitionTime") for c in status.get("conditions") or []
+                  if c["type"] == "PodScheduled" and c["status"] == "True"), None)
+    placed = parse_time(bound or status.get("startTime") or metadata.get("creationTimestamp"))
+    if placed is None:
+        return None
+    if status.get("phase") in ("Succeeded", "Failed"):
+        finished = [parse_time(s["state"]["terminated"].get("finishedAt"))
+                    for s in status.get("containerStatuses") or []
+                    if (s.get("state") or {}).get("terminated")]
+        finished = [f for f in finished if f is not None]
+        return placed, max(finished, default=placed)
+    return placed, parse_time(metadata.get("deletionTimestamp"))
+
+
+def worker_of(pod: dict) -> str:
+    metadata = pod.get("metadata") or {}
+    return (metadata.get("annotations") or {}).get(COMPLETION_INDEX) or metadata.get("name", "")
+
+
+def placed_together(pods: list[dict]) -> int:
+    """The most workers (completion indexes) that held their nodes at one moment, from the pods'
+    bind and end times, now or earlier. Those times have whole seconds, so a worker bound in the
+    second another one ended does not count as beside it."""
+    spans = [(worker_of(pod), *span) for pod in pods if (span := placement(pod))]
+    most = 0
+    for worker, start, _ in spans:
+        beside = {worker} | {other for other, since, until in spans
+                             if since <= start and (until is None or start < until)}
+        most = max(most, len(beside))
+    return most
+
+
+def ran_one_after_another(pods: list[dict]) -> bool:
+    """A worker was bound after another one had ended (a whole second later, to be sure)."""
+    spans = [(worker_of(pod), *span) for pod in pods if (span := placement(pod))]
+    return any(later > until for worker, _, until in spans if until is not None
+               for other, later, _ in spans if other != worker)
 
 
 def failure_reason(job: dict | None, pods: list[dict]) -> tuple[str, str]:
@@ -158,6 +209,14 @@ def plan_restart(spec: TrainingRunSpec, jobs: list[dict], pods: list[dict]) -> R
 
 def decide(spec: TrainingRunSpec, status: dict, generation: int,
            seen: Observed) -> tuple[dict, list[Event], float | None]:
+    """Status fields, Events and the requeue delay of a single or distributed run.
+
+    ``Scheduled`` is True only once all workers have been placed *at the same time* (seen now,
+    or from the pods' bind and end times): KWOK or a slow cluster can run the workers of one Job
+    one after another, which no collective survives. Workers that waited for room and then ran one after
+    another keep the run Pending with ``Scheduled=False``; it fails with that reason at
+    ``schedulingTimeout``, or as soon as the Job completes, never Succeeded.
+    """
     conditions = list(status.get("conditions") or [])
     job_status = (seen.job or {}).get("status", {})
     phase = job_phase(seen.job)
@@ -178,6 +237,21 @@ def decide(spec: TrainingRunSpec, status: dict, generation: int,
         if "epoch" in seen.metrics:
             fields["progress"]["epoch"] = int(seen.metrics["epoch"])
 
+    # What this attempt's Scheduled condition said last time (an earlier attempt's says nothing).
+    before = find_condition(status.get("conditions"), "Scheduled") \
+        if (status.get("restarts") or 0) == seen.attempt else None
+    together = placed_together(seen.pods)
+    placed = together >= spec.workers or (before is not None and before["status"] == "True")
+    waited_for_room = before is not None and before["status"] == "False" and \
+        before.get("reason") in SCHEDULING_REASONS
+    broken = None  # (reason, message) of workers that could not all be placed at once
+    if not placed and seen.pods and phase != "Failed" and (
+            waited_for_room or (spec.workers > 1 and ran_one_after_another(seen.pods))):
+        broken = (before["reason"] if waited_for_room else
+                  "InsufficientGPU" if spec.resources.gpus else "Unschedulable",
+                  f"At most {together} of {spec.workers} workers were placed at the same "
+                  "time; the others waited for room, so the workers did not run together.")
+
     requeue = None
     problem = scheduling_problem(seen.pods) if phase in ("Pending", "Running") else None
     gave_up = ((seen.job or {}).get("metadata", {}).get("annotations") or {}).get(GAVE_UP)
@@ -187,8 +261,9 @@ def decide(spec: TrainingRunSpec, status: dict, generation: int,
         fields["message"] = gave_up
         succeeded = make_condition("Succeeded", False, reason, message, generation)
         problem = (reason, message)
-    elif problem:
-        reason, message = problem
+    elif problem or broken:
+        reason, message = problem or broken
+        problem = (reason, message)
         conditions = set_condition(conditions, make_condition("Scheduled", False, reason, message,
                                                               generation))
         created = (seen.job or {}).get("metadata", {}).get("creationTimestamp")
@@ -198,6 +273,11 @@ def decide(spec: TrainingRunSpec, status: dict, generation: int,
             phase = "Failed"
             fields["message"] = f"{reason}: not all workers scheduled within " \
                                 f"{spec.scheduling_timeout}: {message}"
+            succeeded = make_condition("Succeeded", False, reason, fields["message"], generation)
+        elif phase == "Succeeded":  # the Job completed, but not as one run of all its workers
+            phase = "Failed"
+            fields["message"] = f"{reason}: the Job completed without all its workers running " \
+                                f"at once: {message}"
             succeeded = make_condition("Succeeded", False, reason, fields["message"], generation)
         else:
             phase = "Pending"
@@ -227,21 +307,30 @@ def decide(spec: TrainingRunSpec, status: dict, generation: int,
                                    generation)
         requeue = POLL_WHILE_RUNNING
     if seen.job is not None and not problem:
-        conditions = set_condition(conditions, make_condition(
-            "Scheduled", True, "Scheduled", "All workers are placed.", generation))
+        if placed or phase == "Succeeded":  # completed with no sign of trouble: it was placed
+            scheduled = make_condition("Scheduled", True, "Scheduled", "The worker is placed."
+                                       if spec.workers == 1 else
+                                       f"All {spec.workers} workers are placed at the same time.",
+                                       generation)
+        else:
+            scheduled = make_condition("Scheduled", "Unknown", "WaitingForWorkers",
+                                       f"{together} of {spec.workers} worker(s) placed.",
+                                       generation)
+        conditions = set_condition(conditions, scheduled)
     conditions = set_condition(conditions, succeeded)
     fields["conditions"] = conditions
     fields["phase"] = phase
     events = []
     for type_ in ("Scheduled", "Succeeded"):
         changed = transitioned(status.get("conditions"), conditions, type_)
-        if type_ == "Scheduled" and changed is not None and changed["status"] == "True" and \
-                find_condition(status.get("conditions"), type_) is None:
+        previous = find_condition(status.get("conditions"), type_)
+        if type_ != "Succeeded" and changed is not None and changed["status"] == "True" and \
+                (previous is None or previous["status"] == "Unknown"):
             continue  # placed at the first try: not news (an Event per run costs a write)
         if changed is not None and changed["status"] != "Unknown":
             events.append(Event("Normal" if changed["status"] == "True" else "Warning",
                                 changed["reason"], changed["message"][:1024]))
-        elif changed is not None and changed["reason"] in ("InsufficientGPU", "Unschedulable") \
+        elif changed is not None and changed["reason"] in SCHEDULING_REASONS \
                 and changed["reason"] not in {e.reason for e in events}:
             events.append(Event("Warning", changed["reason"], changed["message"][:1024]))
     return fields, events, requeue
