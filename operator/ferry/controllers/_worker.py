@@ -214,6 +214,11 @@ class Controllers:
         if uid in self.objects:
             self.queue.add(uid)
 
+    def in_namespace(self, namespace: str) -> list[tuple[str, str, dict]]:
+        """(uid, kind, latest body) of the watched objects in ``namespace``."""
+        return [(uid, tracked.info.kind, tracked.body) for uid, tracked in self.objects.items()
+                if (tracked.body.get("metadata") or {}).get("namespace") == namespace]
+
     def forget(self, uid: str) -> None:
         self.objects.pop(uid, None)
         self.queue.forget(uid)

@@ -19,6 +19,7 @@ from ferry.builders.labels import child_labels
 from ferry.controllers._worker import Context, register
 from ferry.features import layout
 from ferry.reconcilers.accept import accept
+from ferry.reconcilers.features import consumers, published
 from ferry.observability.metrics import FRESHNESS
 from ferry.reconcilers.featurepipeline import (
     POLL_WHILE_RUNNING, Observed, backfill_plan, decide, job_state, parse_time)
@@ -144,6 +145,26 @@ async def hold_while_in_use(body: kopf.Body, memo: kopf.Memo, **_) -> None:
     event = deletion_blocked_event(found)
     kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     raise kopf.TemporaryError(event.message, delay=DELETION_RETRY)
+
+
+_published: dict[str, tuple[str | None, str | None]] = {}  # uid -> what consumers last read
+
+
+@kopf.on.event(GROUP, VERSION, INFO.plural, id="featurepipelines.wake-consumers")
+async def output_changed(event: dict, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    """The pipeline's readiness or published output changed (or it is gone): wake the runs that
+    wait for it and the services serving models trained on it now, not at their next resync."""
+    uid = body.metadata.uid
+    if event.get("type") == "DELETED":
+        _published.pop(uid, None)
+    elif _published.get(uid) == (current := published(body)):
+        return
+    else:
+        _published[uid] = current
+    controllers = memo.controllers
+    for dependent in consumers(body.metadata.name,
+                               controllers.in_namespace(body.metadata.namespace)):
+        controllers.wake(dependent)
 
 
 register(INFO, reconcile)

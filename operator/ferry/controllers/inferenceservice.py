@@ -24,6 +24,7 @@ from ferry.controllers._worker import Context, register
 from ferry.controllers.drift import reconcile_monitoring
 from ferry.reconcilers import analysis
 from ferry.reconcilers.accept import accept
+from ferry.reconcilers.features import readiness
 from ferry.reconcilers.outcome import Event, Outcome
 from ferry.reconcilers.rollout import Due, Observed, decide, measurement_due
 from ferry.status import find_condition, make_condition, set_condition, transitioned
@@ -90,14 +91,10 @@ async def resolve(ctx: Context, spec: InferenceServiceSpec, namespace: str):
                                        "not Approved")
     features = None
     if pipeline := mv["spec"].get("features"):
-        found = await ctx.kube.get(api, "FeaturePipeline", namespace, pipeline)
-        ready = find_condition(((found or {}).get("status") or {}).get("conditions"), "Ready")
-        if ready and ready["status"] == "True":
-            features = (True, "FeaturesReady", f"FeaturePipeline {pipeline} is Ready")
-        else:
-            why = "not found" if found is None else (ready or {}).get("message") or "not Ready"
-            features = (False, "FeaturesNotReady", f"FeaturePipeline {pipeline}: {why}")
-            blocked = blocked or ("FeaturesNotReady", features[2])
+        gate = readiness(pipeline, await ctx.kube.get(api, "FeaturePipeline", namespace, pipeline))
+        features = gate.condition()
+        if not gate.ready:
+            blocked = blocked or (gate.reason, gate.message)
     return target, blocked, features
 
 

@@ -25,6 +25,7 @@ from ferry.builders.trainingrun import (
 from ferry.controllers._worker import Context, register
 from ferry.controllers.children import owner_uids
 from ferry.reconcilers.accept import accept
+from ferry.reconcilers.features import Features, readiness
 from ferry.reconcilers.outcome import Event, Outcome
 from ferry.reconcilers.sweep import (
     TrialView, decide_sweep, effective_seed, to_start, trial_count, trial_parameters)
@@ -66,11 +67,9 @@ def container_env(job: dict, name: str) -> str | None:
     return None
 
 
-async def features_uri(ctx: Context, namespace: str, pipeline: str | None) -> str | None:
-    if not pipeline:
-        return None
+async def read_features(ctx: Context, namespace: str, pipeline: str) -> Features:
     found = await ctx.kube.get(API_VERSION, "FeaturePipeline", namespace, pipeline)
-    return ((found or {}).get("status") or {}).get("latestOutputUri")
+    return readiness(pipeline, found)
 
 
 async def start_tracking(ctx: Context, body: kopf.Body, spec: TrainingRunSpec,
@@ -117,9 +116,16 @@ async def reconcile_job(ctx: Context, body: kopf.Body, spec: TrainingRunSpec, st
                                f"batch.kubernetes.io/job-name={job_name(name, attempt)}") \
         if job else []
     events = []
+    # Only the first start waits for the features; a started run (and its restarts) keeps the
+    # output it started with.
+    features = await read_features(ctx, namespace, spec.features) \
+        if job is None and spec.features else None
+    if features is not None and not features.ready:
+        return decide(spec, status, body.metadata["generation"], Observed(
+            job=None, now=datetime.now(UTC), features=features))
     restart = plan_restart(spec, jobs, pods)
     data_uri = container_env(job, "FERRY_FEATURES_URI") if job else \
-        await features_uri(ctx, namespace, spec.features)
+        features.uri if features else None
     tracking = Tracking(tracking_uri=tracked.uri, experiment=tracked.experiment,
                         run_id=tracked.run_id, features_uri=data_uri,
                         s3_endpoint=ctx.config.s3_endpoint)
@@ -133,7 +139,7 @@ async def reconcile_job(ctx: Context, body: kopf.Body, spec: TrainingRunSpec, st
         restart = None
     fields, new_events, requeue = decide(spec, status, body.metadata["generation"], Observed(
         job=job, pods=pods, metrics=await logged_metrics(ctx, tracked),
-        now=datetime.now(UTC), attempt=attempt, restart=restart))
+        now=datetime.now(UTC), attempt=attempt, restart=restart, features=features))
     succeeded = find_condition(fields["conditions"], "Succeeded")
     if fields["phase"] == "Failed" and succeeded["reason"] in SCHEDULING_REASONS \
             and not (job["metadata"].get("annotations") or {}).get(GAVE_UP) \

@@ -8,6 +8,7 @@ from datetime import datetime
 from ferry.api.common import duration_seconds
 from ferry.api.trainingrun import TrainingRunSpec
 from ferry.builders.trainingrun import ATTEMPT_LABEL, GAVE_UP, RESTART_CAUSE
+from ferry.reconcilers.features import Features
 from ferry.reconcilers.outcome import Event
 from ferry.status import find_condition, make_condition, set_condition, transitioned
 
@@ -36,6 +37,7 @@ class Observed:
     now: datetime | None = None
     attempt: int = 0
     restart: Restart | None = None  # a restart that waits for the old workers to stop
+    features: Features | None = None  # read before the first Job only: it gates the start
 
 
 def job_phase(job: dict | None) -> str:
@@ -211,9 +213,10 @@ def decide(spec: TrainingRunSpec, status: dict, generation: int,
            seen: Observed) -> tuple[dict, list[Event], float | None]:
     """Status fields, Events and the requeue delay of a single or distributed run.
 
-    ``Scheduled`` is True only once all workers have been placed *at the same time* (seen now,
-    or from the pods' bind and end times): KWOK or a slow cluster can run the workers of one Job
-    one after another, which no collective survives. Workers that waited for room and then ran one after
+    Without a Job the run is held for its features (``seen.features`` not ready). ``Scheduled``
+    is True only once all workers have been placed *at the same time* (seen now, or from the
+    pods' bind and end times): KWOK or a slow cluster can run the workers of one Job one after
+    another, which no collective survives. Workers that waited for room and then ran one after
     another keep the run Pending with ``Scheduled=False``; it fails with that reason at
     ``schedulingTimeout``, or as soon as the Job completes, never Succeeded.
     """
@@ -222,7 +225,7 @@ def decide(spec: TrainingRunSpec, status: dict, generation: int,
     phase = job_phase(seen.job)
     running_or_done = 1 if job_status.get("active") or job_status.get("succeeded") else 0
     attempts = failed_attempts(job_status, seen.pods) + running_or_done if spec.workers == 1 \
-        else seen.attempt + 1
+        else seen.attempt + (seen.job is not None)
     fields: dict = {"gpus": spec.workers * spec.resources.gpus, "attempts": attempts,
                     "restarts": seen.attempt}
     if seen.job is not None:
@@ -236,6 +239,9 @@ def decide(spec: TrainingRunSpec, status: dict, generation: int,
             fields["progress"]["step"] = int(seen.metrics["step"])
         if "epoch" in seen.metrics:
             fields["progress"]["epoch"] = int(seen.metrics["epoch"])
+    if seen.features is not None:
+        conditions = set_condition(conditions, make_condition(
+            "FeaturesReady", *seen.features.condition(), generation))
 
     # What this attempt's Scheduled condition said last time (an earlier attempt's says nothing).
     before = find_condition(status.get("conditions"), "Scheduled") \
@@ -255,7 +261,13 @@ def decide(spec: TrainingRunSpec, status: dict, generation: int,
     requeue = None
     problem = scheduling_problem(seen.pods) if phase in ("Pending", "Running") else None
     gave_up = ((seen.job or {}).get("metadata", {}).get("annotations") or {}).get(GAVE_UP)
-    if gave_up:
+    if seen.job is None:
+        phase = "Pending"
+        message = f"Waiting for features: {seen.features.message.rstrip('.')}." if seen.features else \
+            "Waiting for the Job."
+        succeeded = make_condition("Succeeded", "Unknown", "WaitingForFeatures", message,
+                                   generation)
+    elif gave_up:
         reason, _, message = gave_up.partition(": ")
         phase = "Failed"
         fields["message"] = gave_up
@@ -321,12 +333,12 @@ def decide(spec: TrainingRunSpec, status: dict, generation: int,
     fields["conditions"] = conditions
     fields["phase"] = phase
     events = []
-    for type_ in ("Scheduled", "Succeeded"):
+    for type_ in ("FeaturesReady", "Scheduled", "Succeeded"):
         changed = transitioned(status.get("conditions"), conditions, type_)
         previous = find_condition(status.get("conditions"), type_)
         if type_ != "Succeeded" and changed is not None and changed["status"] == "True" and \
                 (previous is None or previous["status"] == "Unknown"):
-            continue  # placed at the first try: not news (an Event per run costs a write)
+            continue  # placed or ready at the first try: not news (an Event per run costs a write)
         if changed is not None and changed["status"] != "Unknown":
             events.append(Event("Normal" if changed["status"] == "True" else "Warning",
                                 changed["reason"], changed["message"][:1024]))
