@@ -90,7 +90,9 @@ class Register(ApiModel):
 
 class TrainingRunSpec(Container):
     workers: Annotated[int, Field(ge=1, le=256, description="Nodes; >1 runs torchrun.")] = 1
-    features: Name | None = Field(None, description="FeaturePipeline the code reads (lineage).")
+    features: Name | None = Field(None, description=(
+        "FeaturePipeline the code reads: the run starts once it is Ready (FeaturesReady) and "
+        "gets its latest output as FERRY_FEATURES_URI; also lineage."))
     parameters: StringMap = {}
     mlflow: MlflowTracking = MlflowTracking()
     checkpoint: Checkpoint | None = None
@@ -111,7 +113,8 @@ class TrainingRunSpec(Container):
     non_retryable_exit_codes: Annotated[
         list[Annotated[int, Field(ge=1, le=255)]], Field(max_length=32)] = []
     scheduling_timeout: Duration | None = Field(
-        None, description="Fail with InsufficientGPU/Unschedulable if not all workers start.")
+        None, description="Fail with InsufficientGPU/Unschedulable if not all workers are "
+                          "placed at the same time within this time.")
     sweep: Sweep | None = None
     registration: Register | None = Field(None, alias="register")
     description: Text | None = None
