@@ -9,8 +9,17 @@ of that this module adds what Ferry needs:
   ``nvidia.com/gpu`` capacity, the usual GPU labels and the ``nvidia.com/gpu:NoSchedule`` taint. kwok
   manages only nodes annotated ``kwok.x-k8s.io/node=fake``;
 - the local pod runner (``ferry.dev.runner``), an untainted node labelled
-  ``ferry.dev/local-runner=true`` that really executes pods as processes. Pods without tolerations
-  therefore land on the runner; pods for the simulated fleet tolerate the taints above.
+  ``ferry.dev/local-runner=true`` that executes pods as processes. Pods without tolerations
+  therefore land on the runner; pods for the simulated fleet tolerate the taints above;
+- with ``real_node``, a real node (``ferry.dev.node``: containerd, kubelet, kube-proxy, CoreDNS)
+  tainted ``ferry.dev/real-node=true:NoSchedule``. A namespace made by :func:`real_node_namespace`
+  places every pod on it (the PodNodeSelector and PodTolerationRestriction admission plugins), so
+  Ferry's own pod specs run there unchanged. The runner is being retired in favour of this node.
+
+Inside the harness network namespace (``ferry.dev.netns``) the components bind every address
+(``0.0.0.0``: only that namespace has them) and the apiserver advertises the node IP, which its
+certificate names together with the ``kubernetes`` Service IP, so pods reach it through kube-proxy. Admission control is on
+(kwokctl turns it off by default), as on any real cluster: ServiceAccount tokens, PodSecurity.
 """
 
 from __future__ import annotations
@@ -23,10 +32,14 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from ferry.dev.processes import alive, stop_process_group, wait_until
+
+if TYPE_CHECKING:
+    from ferry.dev.node import RealNode
 
 DEV_DIR = Path(__file__).resolve().parent
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -69,18 +82,35 @@ def ensure_binaries() -> Path:
 # --- pure builders -------------------------------------------------------------------------------
 
 
-def kwokctl_config(bin_dir: Path, kube_version: str) -> list[dict]:
-    """kwokctl configuration: our binaries, loopback only, kwok limited to annotated nodes, and the
-    stages of ``ferry.dev.kwokstages`` (Job pods on KWOK nodes take time)."""
+def kwokctl_config(bin_dir: Path, kube_version: str, bind_address: str = "127.0.0.1",
+                   pki_dir: Path | None = None, advertise_address: str | None = None) -> list[dict]:
+    """kwokctl configuration: our binaries, bound to ``bind_address`` (loopback, or every address
+    inside the harness namespace: kwokctl's components reach each other on 127.0.0.1), the
+    apiserver advertising ``advertise_address`` (the node IP there), admission on, kwok limited to
+    annotated nodes, and the stages of ``ferry.dev.kwokstages`` (Job pods on KWOK nodes take
+    time)."""
+    from ferry.dev import netns
     from ferry.dev.kwokstages import kwok_stages
 
+    advertise_address = advertise_address or bind_address
+    apiserver_args = [
+        {"key": "advertise-address", "value": advertise_address},
+        {"key": "service-cluster-ip-range", "value": netns.SERVICE_CIDR},
+        {"key": "enable-admission-plugins", "value": "PodNodeSelector,PodTolerationRestriction"},
+    ]
+    if pki_dir is not None:  # kubectl logs/exec: the apiserver authenticates to the kubelet
+        apiserver_args += [{"key": "kubelet-preferred-address-types", "value": "InternalIP"},
+                           {"key": "kubelet-client-certificate", "value": str(pki_dir / "admin.crt")},
+                           {"key": "kubelet-client-key", "value": str(pki_dir / "admin.key")}]
     return [
         {
             "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
             "kind": "KwokctlConfiguration",
             "options": {
                 "runtime": "binary",
-                "bindAddress": "127.0.0.1",
+                "bindAddress": bind_address,
+                "kubeAdmission": True,
+                "kubeApiserverCertSANs": [netns.KUBERNETES_SERVICE_IP, advertise_address],
                 "kubeBinaryPrefix": str(bin_dir),
                 "kubectlBinary": str(bin_dir / "kubectl"),
                 "etcdBinary": str(bin_dir / "etcd"),
@@ -91,10 +121,7 @@ def kwokctl_config(bin_dir: Path, kube_version: str) -> list[dict]:
             "componentsPatches": [
                 {
                     "name": "kube-apiserver",
-                    "extraArgs": [
-                        {"key": "advertise-address", "value": "127.0.0.1"},
-                        {"key": "service-cluster-ip-range", "value": "10.96.0.0/16"},
-                    ],
+                    "extraArgs": apiserver_args,
                 },
                 {"name": "etcd", "extraArgs": [{"key": "unsafe-no-fsync", "value": "true"}]},
                 {
@@ -165,6 +192,11 @@ class LocalCluster:
     fleet: list[dict] = field(default_factory=default_fleet)
     bin_dir: Path = field(default_factory=binaries_dir)
     runner_pid: int | None = None
+    bind_address: str = "127.0.0.1"
+    advertise_address: str | None = None
+    real_node: bool = False
+    images: dict[str, Path] = field(default_factory=dict)
+    node: RealNode | None = None
 
     @property
     def kwok_workdir(self) -> Path:
@@ -173,6 +205,10 @@ class LocalCluster:
     @property
     def kubeconfig(self) -> Path:
         return self.kwok_workdir / "clusters" / self.name / "kubeconfig.yaml"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.kubeconfig.parent / "pki"
 
     @property
     def runner_state(self) -> Path:
@@ -213,15 +249,50 @@ class LocalCluster:
         self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(self.fleet))
         self._start_runner()
         names = [n["metadata"]["name"] for n in self.fleet] + [RUNNER_NODE]
+        if self.real_node:
+            self._start_real_node(timeout)
+            names.append(self.node.name)
         wait_until(lambda: self._nodes_ready(names), timeout, f"nodes {names} to be Ready")
+        if self.real_node:
+            self._start_cluster_dns(timeout)
         self._save_state()
         return self
+
+    def _start_real_node(self, timeout: float) -> None:
+        from ferry.dev.node import RealNode, ensure_node_binaries
+
+        self.node = RealNode(self.state_dir / "node", self.kubeconfig, self.pki_dir,
+                             bin_dir=ensure_node_binaries())
+        try:
+            self.node.start(self.images, timeout)
+        except Exception:
+            self.node.stop()
+            raise
+
+    def _start_cluster_dns(self, timeout: float) -> None:
+        from ferry.dev.node import coredns_manifests
+
+        self.kubectl("apply", "-f", "-",
+                     input=yaml.safe_dump_all(coredns_manifests(self.node.coredns_image())))
+        result = self.kubectl("-n", "kube-system", "rollout", "status", "deployment/coredns",
+                              f"--timeout={int(timeout)}s", check=False, timeout=timeout + 30)
+        if result.returncode != 0:
+            pods = self.kubectl("-n", "kube-system", "get", "pods", "-o", "wide", check=False)
+            events = self.kubectl("-n", "kube-system", "get", "events", check=False)
+            raise RuntimeError(f"CoreDNS did not become ready: {result.stderr.strip()}\n"
+                               f"{pods.stdout}\n{events.stdout[-3000:]}")
 
     def stop(self) -> None:
         state = self._load_state()
         runner_pid = self.runner_pid or state.get("runnerPid")
         if runner_pid:
             stop_process_group(runner_pid)
+        if self.node is not None or state.get("realNode"):
+            from ferry.dev.node import RealNode
+
+            node = self.node or RealNode(self.state_dir / "node", self.kubeconfig, self.pki_dir,
+                                         bin_dir=Path(state["realNode"]["binDir"]))
+            node.stop()
         if self.kubeconfig.exists():
             pids = self._component_pids()
             subprocess.run(
@@ -248,7 +319,9 @@ class LocalCluster:
     def _kwokctl_create(self, timeout: float) -> None:
         config = self.state_dir / "kwokctl.yaml"
         pins = read_pins()
-        config.write_text(yaml.safe_dump_all(kwokctl_config(self.bin_dir, pins["KUBE_VERSION"])))
+        config.write_text(yaml.safe_dump_all(kwokctl_config(
+            self.bin_dir, pins["KUBE_VERSION"], self.bind_address,
+            self.pki_dir if self.real_node else None, self.advertise_address)))
         if self.kubeconfig.exists():  # a stale cluster from a killed session
             self.stop()
         result = subprocess.run(
@@ -301,11 +374,31 @@ class LocalCluster:
             "kubeconfig": str(self.kubeconfig),
             "runnerPid": self.runner_pid,
             "binDir": str(self.bin_dir),
+            "realNode": {"binDir": str(self.node.bin_dir)} if self.node else None,
         }, indent=2))
 
     def _load_state(self) -> dict:
         path = self.state_dir / "cluster.json"
         return json.loads(path.read_text()) if path.exists() else {}
+
+
+REAL_NODE_SELECTOR_ANNOTATION = "scheduler.alpha.kubernetes.io/node-selector"
+REAL_NODE_TOLERATIONS_ANNOTATION = "scheduler.alpha.kubernetes.io/defaultTolerations"
+
+
+def real_node_namespace(name: str, pod_security: str = "restricted") -> dict:
+    """A namespace whose pods all run on the real node (admission adds the node selector and the
+    toleration to every pod, Ferry's included), enforcing a Pod Security level."""
+    from ferry.dev.node import NODE_LABEL
+
+    level = {f"pod-security.kubernetes.io/{mode}": pod_security for mode in ("enforce", "warn")}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": name, "labels": level,
+        "annotations": {
+            REAL_NODE_SELECTOR_ANNOTATION: f"{NODE_LABEL}=true",
+            REAL_NODE_TOLERATIONS_ANNOTATION: json.dumps(
+                [{"key": NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}]),
+        }}}
 
 
 def remove_state(state_dir: Path) -> None:
