@@ -134,6 +134,24 @@ def test_threshold_failure_and_beat_champion(cluster, namespace, operator, servi
     gate = second["status"]["gates"][0]
     assert gate["observed"] == "0.9" and gate["threshold"].startswith(">= 0.91")
 
+    # A champion without the metric (here: registered from S3, no MLflow run, as an older
+    # pipeline might have left it) is not compared: it does not block the next candidate.
+    legacy = model_version(namespace, "legacy", model, "unused")
+    legacy["spec"]["source"] = "s3://ferry/models/legacy/"
+    apply_manifests(cluster, legacy)
+    legacy = wait_for(lambda: phase_is(cluster, namespace, "legacy", "Approved"), timeout=90,
+                      message="legacy Approved")
+    registry.set_alias(model, "champion", legacy["status"]["mlflowVersion"])
+    apply_manifests(cluster, model_version(namespace, "third", model, trained,
+                                 gates={"beatChampion": {"metric": "auc", "minDelta": 0.01}}))
+    third = wait_for(lambda: phase_is(cluster, namespace, "third", "Approved"), timeout=90,
+                     message="third Approved (the champion has no auc)")
+    gate = third["status"]["gates"][0]
+    version = legacy["status"]["mlflowVersion"]
+    assert (gate["verdict"], gate["observed"]) == ("Passed", "0.9")
+    assert gate["message"] == f"champion v{version} has no metric 'auc'; not compared"
+    assert "not compared" in condition(third, "GatesPassed")["message"]
+
 
 def test_approval_is_required_recorded_and_audited(cluster, namespace, operator, services, trained):
     model = f"gated-{namespace}"
