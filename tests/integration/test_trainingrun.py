@@ -8,6 +8,7 @@ import json
 import pytest
 
 from ferry.adapters.mlflow import Registry
+from ferry.dev.kwokstages import run_seconds_default
 from ferry.status import find_condition
 from support.objects import apply_manifests, get_resource
 from support.waiting import wait_for
@@ -48,7 +49,9 @@ def test_gpu_run_gets_limits_toleration_shm_and_lands_on_a_gpu_node(cluster, nam
                                                                     services):
     apply_manifests(cluster, training_run(namespace, "gpu", command=["train"], resources={"gpus": 2},
                                 shmSize="1Gi", parameters={"lr": "0.1"}))
-    done = wait_for(lambda: run_phase(cluster, namespace, "gpu", "Succeeded"), timeout=90,
+    # The KWOK pod runs for the cluster's default KWOK run time before it completes.
+    done = wait_for(lambda: run_phase(cluster, namespace, "gpu", "Succeeded"),
+                    timeout=90 + run_seconds_default(),
                     message="GPU run Succeeded on a KWOK GPU node")
     job = get_resource(cluster, namespace, "job", "gpu")
     pod_spec = job["spec"]["template"]["spec"]
