@@ -149,8 +149,8 @@ def run_examples(cluster: LocalCluster, directory: Path, env: dict[str, str] | N
                 run_demo(cluster, directory, env)
             except DemoError as error:
                 print(f"demo: FAILED: {error}\nThe environment stays up for a look "
-                      f"(kubectl get mlops,events -n {DEMO_NAMESPACE}); `ferry dev down` stops it.",
-                      file=sys.stderr, flush=True)
+                      f"(ferry dev shell -- kubectl get mlops,events -n {DEMO_NAMESPACE}); "
+                      "`ferry dev down` stops it.", file=sys.stderr, flush=True)
                 raise SystemExit(1) from None
             return
     apply_examples(cluster, directory, wait=with_operator)
