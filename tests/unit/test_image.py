@@ -187,3 +187,14 @@ def test_the_archive_names_the_image_for_containerd(tmp_path):
     annotations = index["manifests"][0]["annotations"]
     assert annotations["io.containerd.image.name"] == reference
     assert annotations["org.opencontainers.image.ref.name"] == reference
+
+
+def test_the_build_stage_id_is_the_last_commit_before_the_final_stage():
+    output = ("[1/2] STEP 6/7: COPY operator ./operator\n--> 401b8b9ff06\n"
+              "[1/2] STEP 7/7: RUN /opt/ferry/bin/pip install --no-deps .\n"
+              "Successfully installed ferry-operator-0.1.0\n--> f5526143f9f\n"
+              "[2/2] STEP 1/9: FROM localhost/ferry-base:90c6263e2bb9ed34\n"
+              "--> Using cache 5fa64ff8d8ef374b3979ce97ee2ebfe70e5992b337deaea70cab83ae45d9d60e\n"
+              "--> 5fa64ff8d8e\n")
+    assert image.build_stage_id(output) == "f5526143f9f"
+    assert image.build_stage_id("STEP 1/2: FROM x\n--> 0123456789a\n") is None  # one stage

@@ -69,6 +69,8 @@ DPKG_OPTIONS = (
 BASE_TAG = SUITE
 BASE_NAME = "localhost/ferry-base"
 IMAGE_NAME = "ghcr.io/ferry-dev/ferry"
+# The build stage's last layer, tagged so that pruning keeps it (and the dependency layer below).
+BUILD_NAME = "localhost/ferry-build"
 BASE_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8")
 # Part of both keys: bump when the way an image is assembled or checked changes.
 RECIPE = "1"
@@ -499,11 +501,16 @@ def ensure_ferry_image(root: Path = ROOT, verbose: bool = False) -> ImageArchive
             _stage(sources, work)
             build_started = time.monotonic()
             built = run(["buildah", *storage_flags(), "bud", "--isolation", "chroot",
-                         "--network", "host", "--layers", "--pull=never", "--format", "oci",
+                         "--network", "host", "--layers", "--force-rm", "--pull=never",
+                         "--format", "oci",
                          "--build-arg", f"PYTHON_IMAGE={base_ref}", *_pip_mounts(work),
                          "--file", str(work / "Dockerfile"), "--tag", image.reference,
                          str(work / "context")], log=log, verbose=verbose)
             _check_help_step(built.stdout)
+            stage = build_stage_id(built.stdout)
+            if stage:
+                run(["buildah", *storage_flags(), "tag", stage,
+                     f"{BUILD_NAME}:dev-{image.key[:12]}"], log=log)
             build_seconds = time.monotonic() - build_started
             smoke_started = time.monotonic()
             _smoke(image.reference, log, verbose)
@@ -652,10 +659,23 @@ def _write_archive(layout: Path, target: Path) -> None:
         os.fsync(archive.fileobj.fileno())
 
 
+def build_stage_id(output: str) -> str | None:
+    """The image ID buildah committed last in the first stage of a multi-stage build."""
+    last = None
+    for line in output.splitlines():
+        if re.match(r"\[(\d+)/\d+\] STEP 1/", line) and not line.startswith("[1/"):
+            return last
+        found = re.fullmatch(r"--> ([0-9a-f]{6,64})", line.strip())
+        if found:
+            last = found.group(1)
+    return None
+
+
 def _prune(keep: ImageArchive) -> None:
-    """Keep the newest KEEP_ARCHIVES archives (and their logs); untag every other Ferry image in
-    buildah's storage, which frees its copy of the venv (~1 GB). The base and the build stage's
-    untagged layers stay: they are the cache that makes a code-only rebuild take minutes."""
+    """Keep the newest KEEP_ARCHIVES archives (and their logs) and their images in buildah's
+    storage; drop the other Ferry images and every untagged image left without a tagged
+    descendant (each old build's copy of the venv is ~1 GB). The layers under a kept image, the
+    dependency layer among them, stay: they are what makes a code-only rebuild take minutes."""
     archives = sorted(images_dir().glob("ferry-*.oci.tar"), key=lambda p: p.stat().st_mtime,
                       reverse=True)
     kept = [keep.path, *[a for a in archives if a != keep.path][:KEEP_ARCHIVES - 1]]
@@ -668,16 +688,25 @@ def _prune(keep: ImageArchive) -> None:
         stem = log.name.removesuffix(".log")
         if stem not in kept_stems and not log.with_name(f"{stem}.tmp").exists():
             _remove(log)  # (a failed build's log; one with a .tmp is being written)
+    # Best effort from here on: a failure leaves disk space taken, nothing wrong in the cache.
     listed = subprocess.run(["buildah", *storage_flags(), "images", "--format",
                              "{{.Name}}:{{.Tag}}"], capture_output=True, text=True,
                             stdin=subprocess.DEVNULL)
-    wanted = {f"{IMAGE_NAME}:dev-{stem.removeprefix('ferry-')[:12]}" for stem in kept_stems}
+    tags = {f"dev-{stem.removeprefix('ferry-')[:12]}" for stem in kept_stems}
+    wanted = {f"{name}:{tag}" for name in (IMAGE_NAME, BUILD_NAME) for tag in tags}
     stale = [name for name in listed.stdout.split()
-             if name.startswith(f"{IMAGE_NAME}:dev-") and name not in wanted]
+             if name.startswith((f"{IMAGE_NAME}:dev-", f"{BUILD_NAME}:dev-"))
+             and name not in wanted]
     if stale:
-        # Best effort: a failure here leaves disk space taken, nothing wrong in the cache.
         subprocess.run(["buildah", *storage_flags(), "rmi", *stale], capture_output=True,
                        stdin=subprocess.DEVNULL)
+    # An untagged image is dangling once its children are gone: one pass per generation. (It
+    # fails for an image a container still uses, after removing the others.)
+    for _ in range(64):
+        pruned = subprocess.run(["buildah", *storage_flags(), "rmi", "--prune"],
+                                capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if not pruned.stdout.strip():
+            break
 
 
 def main(argv: list[str] | None = None) -> int:
