@@ -10,13 +10,15 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 # Dependencies in their own layer: reused as long as pyproject.toml does not change. A stub
-# package lets pip resolve the project's dependencies before the code is copied.
-COPY pyproject.toml README.md ./
+# package (and an empty README, which the metadata names) lets pip resolve the project's
+# dependencies before the code is copied.
+COPY pyproject.toml ./
 RUN python -m venv /opt/ferry \
-    && mkdir -p operator/ferry && touch operator/ferry/__init__.py \
+    && mkdir -p operator/ferry && touch operator/ferry/__init__.py README.md \
     && /opt/ferry/bin/pip install '.[runtime]' \
     && /opt/ferry/bin/pip uninstall --yes ferry-operator \
-    && rm -rf operator
+    && rm -rf operator README.md
+COPY README.md ./
 COPY operator ./operator
 RUN /opt/ferry/bin/pip install --no-deps . \
     && /opt/ferry/bin/ferry --help > /dev/null

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps controlplane helm test unit integration crds crds-check demo down status bench lint
+.PHONY: help setup system-deps controlplane node image helm test unit integration crds crds-check demo down status bench lint
 
 help:
 	@echo "make demo   - local control plane + services + operator + examples"
@@ -21,13 +21,21 @@ $(INSTALLED): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-setup: $(INSTALLED) system-deps controlplane helm
+setup: $(INSTALLED) system-deps controlplane node image helm
 
 system-deps: $(INSTALLED)
 	$(BIN)/python -m ferry.dev.services --ensure-packages
 
 controlplane: $(INSTALLED)
 	$(BIN)/python -c 'from ferry.dev.controlplane import ensure_binaries; print(ensure_binaries())'
+
+# The real node: kubelet, kube-proxy, containerd, CoreDNS from Go modules (pins.env), cached.
+node: $(INSTALLED) system-deps
+	$(BIN)/python -c 'from ferry.dev.node import ensure_node_binaries; print(ensure_node_binaries())'
+
+# Ferry's image from the Dockerfile (buildah on a local Debian base), cached by content hash.
+image: $(INSTALLED) system-deps
+	$(BIN)/python -m ferry.dev.image
 
 # Helm, built from its Go module into ~/.cache/ferry/bin/helm-<HELM_VERSION>/ (pins.env).
 helm: $(INSTALLED)

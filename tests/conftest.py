@@ -1,6 +1,11 @@
-"""Shared fixtures. The cluster ones start a real control plane, once per session, only when a
-test asks for them; the session operator watches the namespaces matching ``ft-*`` (the ones
-``namespace`` creates), so tests that run their own operators use other namespaces.
+"""Shared fixtures. The cluster ones start a real control plane with a real node, once per
+session, only when a test asks for them; the session operator watches the namespaces matching
+``ft-*`` (the ones ``namespace`` creates, each enforcing Pod Security ``restricted``), so tests
+that run their own operators use other namespaces.
+
+The whole session runs inside a network namespace of its own (``ferry.dev.netns``), entered before
+any test starts a thread: the cluster, its pods and Service IPs, the services and the test client
+all live there, and nothing the tests start reaches the machine's own network.
 """
 
 from __future__ import annotations
@@ -16,21 +21,47 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from kubernetes import config as kube_config  # noqa: E402
 
+from ferry.dev import netns  # noqa: E402
 from ferry.dev.controlplane import LocalCluster, ensure_binaries  # noqa: E402
-from ferry.dev.devenv import install_crds  # noqa: E402
+from ferry.dev.devenv import demo_images, install_crds  # noqa: E402
 from support.cluster import (  # noqa: E402
     ClusterHandle, OperatorProcess, create_namespace, start_operator)
 
+SESSION_NETNS = f"ferry-test-{os.getpid()}"
+
+
+def pytest_configure(config):
+    if os.geteuid() == 0 and sys.platform == "linux":
+        netns.enter(SESSION_NETNS)
+
+
+def pytest_unconfigure(config):
+    netns.delete(SESSION_NETNS)
+
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory) -> ClusterHandle:
+def ferry_image():
+    """Ferry's image, built from the Dockerfile (cached by content), for the real node."""
+    from ferry.dev.image import ensure_ferry_image
+
+    return ensure_ferry_image()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory, ferry_image) -> ClusterHandle:
+    if not netns.inside(SESSION_NETNS):
+        pytest.fail("integration tests run as root inside the harness network namespace "
+                    "(`make integration`, or pytest as root)")
     state_dir = tmp_path_factory.mktemp("cluster")
-    local = LocalCluster(state_dir, name=f"ferry-it-{os.getpid()}", bin_dir=ensure_binaries())
+    local = LocalCluster(state_dir, name=f"ferry-it-{os.getpid()}", bin_dir=ensure_binaries(),
+                         bind_address="0.0.0.0", advertise_address=netns.NODE_IP,
+                         real_node=True,
+                         images=demo_images(ferry_image.reference, ferry_image.path))
     try:
         local.start()
         install_crds(local)
         api_client = kube_config.new_client_from_config(config_file=str(local.kubeconfig))
-        yield ClusterHandle(local, api_client)
+        yield ClusterHandle(local, api_client, ferry_image.reference)
     finally:
         local.stop()
 
@@ -45,7 +76,8 @@ def namespace(cluster: ClusterHandle) -> str:
 @pytest.fixture(scope="session")
 def operator(cluster: ClusterHandle, services, tmp_path_factory) -> OperatorProcess:
     handle = start_operator(cluster, tmp_path_factory.mktemp("operator"), "ft-*",
-                            FERRY_LEASE_NAME="ferry-session-operator", **services.env())
+                            FERRY_LEASE_NAME="ferry-session-operator",
+                            FERRY_IMAGE=cluster.image, **services.env())
     yield handle
     handle.stop()
 
@@ -56,6 +88,7 @@ def services(tmp_path_factory):
     from ferry.dev.services import DevServices, ensure_debian_packages
 
     ensure_debian_packages()
-    running = DevServices(tmp_path_factory.mktemp("services")).start()
+    host = netns.NODE_IP if netns.inside(SESSION_NETNS) else "127.0.0.1"
+    running = DevServices(tmp_path_factory.mktemp("services"), host=host).start()
     yield running
     running.stop()

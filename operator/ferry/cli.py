@@ -117,17 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="checkout whose chart, manifests and docs get the derived files")
     crds.set_defaults(func=_crds)
 
-    dev = commands.add_parser("dev", help="the local control plane, runner and services")
-    dev.add_argument("action", choices=["up", "down", "status", "env"])
+    dev = commands.add_parser(
+        "dev", help="the local cluster (control plane, real node, KWOK fleet) and services")
+    dev.add_argument("action", choices=["up", "down", "status", "env", "shell"])
     dev.add_argument("--state-dir", type=Path, help="default: ~/.cache/ferry/dev")
     dev.add_argument("--wipe", action="store_true",
                      help="down: also delete the state dir (MLflow registry, S3 data, logs)")
-    dev.add_argument("--runner-gpus", type=int, default=0,
-                     help="nvidia.com/gpu capacity of the local runner node")
     dev.add_argument("--no-services", action="store_true", help="skip MLflow, S3, Prometheus")
     dev.add_argument("--operator", action="store_true", help="also run the operator")
     dev.add_argument("--examples", type=Path,
                      help="apply these manifests once up and wait until they are reconciled")
+    dev.add_argument("shell_command", nargs="*", metavar="COMMAND",
+                     help="shell: the command to run inside the environment (default: $SHELL)")
     dev.set_defaults(func=_dev)
     approve = commands.add_parser("approve", help="approve a ModelVersion: ferry approve mv/NAME")
     approve.add_argument("target", help="mv/NAME")

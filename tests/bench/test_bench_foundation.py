@@ -38,7 +38,7 @@ def test_control_plane_warm_start(tmp_path):
         timings.append(-(time.monotonic() - stopped))
     starts = [t for t in timings if t > 0]
     stops = [-t for t in timings if t < 0]
-    print(f"\nBENCH control plane + 4 KWOK nodes + local runner ready: "
+    print(f"\nBENCH control plane + 4 KWOK nodes ready: "
           f"{', '.join(f'{t:.1f}s' for t in starts)} (best {min(starts):.1f}s); "
           f"stop: {max(stops):.1f}s worst")
 

@@ -13,7 +13,7 @@ import requests
 from ferry.examples import data as synthetic
 from ferry.reconcilers.retrain import FEATURES_ANNOTATION, REPORT_ANNOTATION
 from support.objects import apply_manifests, get_resource
-from support.serving import ready_addresses
+from support.serving import service_address
 from support.waiting import wait_for
 from test_drift_monitor import job_finished, pod_log
 from test_example_trainer import credentials, example_run, features, phase
@@ -58,7 +58,7 @@ def status(cluster, namespace: str) -> dict:
 def send_shifted_traffic(cluster, namespace: str) -> None:
     table = synthetic.transactions(TRAFFIC_ROWS, seed=5, drift=2.0).to_pandas()
     columns = synthetic.feature_names()
-    (address, *_) = ready_addresses(cluster.api_client, namespace, SERVICE)
+    address = service_address(cluster.api_client, namespace, SERVICE)  # through kube-proxy
     for chunk in range(0, TRAFFIC_ROWS, 100):
         body = {"dataframe_split": {"columns": columns,
                                     "data": table[columns][chunk:chunk + 100].values.tolist()}}

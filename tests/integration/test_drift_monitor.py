@@ -1,5 +1,5 @@
-"""The drift monitor on the real control plane: the builder's CronJob, a Job from it on the local
-runner reading a prediction log written by the serving code in the real S3, both reports in S3,
+"""The drift monitor on the real control plane: the builder's CronJob, a Job from it on the real
+node (Ferry's image) reading a prediction log written by the serving code in the real S3, both reports in S3,
 ``status.drift`` patched by the pod's own ServiceAccount — which can patch nothing else; and the
 operator's side: why it cannot monitor yet (no prediction log, no reference) until it can."""
 
@@ -109,8 +109,9 @@ def job_finished(cluster, namespace: str, job: str) -> str | None:
 
 
 def pod_log(cluster, namespace: str, job: str) -> str:
-    logs = sorted((cluster.state_dir / "runner" / "pods").glob(f"{namespace}_{job}-*/*.log"))
-    return "\n".join(path.read_text(errors="replace") for path in logs)
+    """What the Job's pods printed, through ``kubectl logs`` (the kubelet serves it)."""
+    return cluster.kubectl("logs", "-n", namespace, f"job/{job}", "--all-containers",
+                           check=False).stdout
 
 
 def service_account_client(cluster, namespace: str) -> client.CustomObjectsApi:

@@ -1,4 +1,4 @@
-"""The example trainer for real: as a TrainingRun on the local runner against the real MLflow
+"""The example trainer for real: as a TrainingRun on the real node against the real MLflow
 server and S3 (tracked, model logged, resumed after an eviction), and its DDP path under torchrun.
 """
 
@@ -23,6 +23,7 @@ from ferry.examples import data as synthetic
 from ferry.examples.models import World
 from ferry.examples.dataset import batches, prepare
 from ferry.examples.trainer import Quiet, train
+from support.cluster import IMAGE
 from support.objects import apply_manifests, get_resource
 from support.torch_cache import ensure_torch
 from support.waiting import wait_for
@@ -51,7 +52,7 @@ def example_run(namespace, name, features, **spec) -> dict:
            for k in SECRET_KEYS]
     return {"apiVersion": "ferry.dev/v1alpha1", "kind": "TrainingRun",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"image": "ghcr.io/ferry-dev/ferry:0.1.0",
+            "spec": {"image": IMAGE,
                      "command": ["python", "-m", "ferry.examples.trainer", "--features", features],
                      "mlflow": {"experiment": f"examples-{namespace}"}, "env": env, **spec}}
 

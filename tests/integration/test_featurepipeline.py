@@ -1,4 +1,4 @@
-"""FeaturePipeline on the real control plane: Jobs on the local runner, DuckDB, real S3."""
+"""FeaturePipeline on the real control plane: Jobs on the real node, DuckDB, real S3."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from ferry.dev.services import BUCKET
 from ferry.status import find_condition
+from support.cluster import IMAGE
 from support.metrics import sample_total
 from support.objects import apply_manifests
 from support.waiting import wait_for
@@ -169,7 +170,7 @@ def test_container_transform_gets_env_and_is_validated(cluster, namespace, opera
         "boto3.client('s3').put_object(Bucket=bucket, Key=key + 'part-0.parquet', Body=b.getvalue())\n")
     apply_manifests(cluster, secret(namespace, raw_data),
           pipeline(namespace, "custom",
-                   transform={"container": {"image": "features:1", "command": ["python", "-c", code]}},
+                   transform={"container": {"image": IMAGE, "command": ["python", "-c", code]}},
                    expectations=[{"column": "user", "unique": True, "notNull": True},
                                  {"rowCount": {"min": 3}}]))
     ready = wait_for(lambda: (o := get(cluster, namespace, "custom")) and

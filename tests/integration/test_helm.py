@@ -1,10 +1,8 @@
 """The chart with the real Helm on the real control plane: server-side dry-run of every values
-combination, install → the operator really runs on the local runner under the chart's RBAC and
-reconciles an example → upgrade → uninstall leaves nothing of the operator (CRDs stay).
-
-The runner ignores the image and runs the container's ``command`` (``ferry operator``) with the
-pod's service-account token, so every API call the operator makes is authorised by the chart's
-(Cluster)Roles exactly as on a real cluster; a missing verb shows up as a 403 in its log.
+combination, install → the operator runs from Ferry's image on the real node under the chart's
+RBAC (its ServiceAccount token, Pod Security ``restricted``) and reconciles an example → upgrade →
+uninstall leaves nothing of the operator (CRDs stay). A missing verb shows up as a 403 in its log,
+read with ``kubectl logs``.
 """
 
 from __future__ import annotations
@@ -16,6 +14,7 @@ import boto3
 import pytest
 import yaml
 
+from ferry.dev import netns
 from ferry.dev.services import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, s3_service
 from ferry.dev.tools import CHART_DIR, helm, render_chart
 from support.cluster import create_namespace
@@ -55,10 +54,10 @@ def monitoring_crds(cluster):
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    """An S3 endpoint for the operator (a FeaturePipeline reads its latest.json). moto's server
-    mode: it starts in a second and, unlike a second SeaweedFS, opens no fixed ports beside the
-    session's services; MLflow is not needed here."""
-    service, endpoint = s3_service(tmp_path_factory.mktemp("s3"), "moto")
+    """An S3 endpoint for the operator pods (a FeaturePipeline reads its latest.json), on the node
+    IP. moto's server mode: it starts in a second and, unlike a second SeaweedFS, opens no fixed
+    ports beside the session's services; MLflow is not needed here."""
+    service, endpoint = s3_service(tmp_path_factory.mktemp("s3"), "moto", netns.NODE_IP)
     service.start()
     boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
                  region_name=REGION).create_bucket(Bucket=BUCKET)
@@ -112,15 +111,12 @@ def ready(pod: dict) -> bool:
                for c in pod.get("status", {}).get("conditions", []))
 
 
-def operator_logs(cluster, namespace: str, current_only: bool = False) -> str:
-    """The operator containers' output (the runner keeps it per pod); ``current_only``: of the
-    pods that exist now (pods replaced by an upgrade lose their RBAC while they stop)."""
-    logs = sorted(Path(cluster.local.runner_state).glob(f"pods/{namespace}_*/operator.log"))
-    if current_only:
-        alive = {f"{namespace}_{p['metadata']['name']}_{p['metadata']['uid']}"
-                 for p in operator_pods(cluster, namespace)}
-        logs = [path for path in logs if path.parent.name in alive]
-    return "\n".join(path.read_text(errors="replace") for path in logs)
+def operator_logs(cluster, namespace: str) -> str:
+    """The current operator pods' output, through ``kubectl logs`` (the kubelet serves it)."""
+    return "\n".join(
+        cluster.kubectl("logs", "-n", namespace, pod["metadata"]["name"], "-c", "operator",
+                        check=False).stdout
+        for pod in operator_pods(cluster, namespace))
 
 
 def get_json(cluster, *args: str) -> dict:
@@ -146,11 +142,11 @@ def test_install_reconcile_upgrade_uninstall(cluster, s3, release_namespace):
               "stringData": {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
                              "AWS_DEFAULT_REGION": REGION}}
     cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
+    repository, tag = cluster.image.rsplit(":", 1)
     values = {
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
         "watchNamespaces": [watched],
         "s3": {"endpoint": s3, "bucket": BUCKET, "credentialsSecret": "ferry-s3"},
-        # The local runner is the node that really runs processes; it ignores the image.
-        "nodeSelector": {"ferry.dev/local-runner": "true"},
         "leaderElection": {"leaseDurationSeconds": 6, "renewDeadlineSeconds": 4, "retryPeriodSeconds": 1},
         "resyncSeconds": 10,
         "logFormat": "text",
@@ -164,7 +160,8 @@ def test_install_reconcile_upgrade_uninstall(cluster, s3, release_namespace):
     assert f"kubectl -n {namespace} rollout status deploy/{RELEASE}" in install.stdout  # NOTES.txt
     pods = operator_pods(cluster, namespace)
     assert len(pods) == 2 and all(ready(pod) for pod in pods)  # the /readyz probe passed
-    assert {pod["spec"]["nodeName"] for pod in pods} == {cluster.runner_node}
+    assert {pod["spec"]["nodeName"] for pod in pods} == {cluster.local.node.name}
+    assert {pod["spec"]["containers"][0]["image"] for pod in pods} == {cluster.image}
     holder = wait_for(lambda: get_json(cluster, "lease", RELEASE, "-n", namespace)["spec"].get(
         "holderIdentity"), timeout=60, message="a leader")
     assert holder in {pod["metadata"]["name"] for pod in pods}
@@ -216,7 +213,7 @@ def expect_reconciled(cluster, operator_namespace: str, namespace: str) -> None:
                  message="the pipeline's CronJob")
     except AssertionError as error:
         raise AssertionError(f"{error}\n{operator_logs(cluster, operator_namespace)[-6000:]}") from None
-    logs = operator_logs(cluster, operator_namespace, current_only=True)
+    logs = operator_logs(cluster, operator_namespace)
     # A cluster-wide operator also sees other tests' namespaces; Events refused there because the
     # namespace is being deleted are not an RBAC gap (the API says Forbidden for both).
     denied = [line for line in logs.splitlines()

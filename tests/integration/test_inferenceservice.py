@@ -1,5 +1,6 @@
-"""InferenceService rollouts on the real control plane: `ferry serve` pods on the local runner
-answer real HTTP, real Prometheus scrapes them, real MLflow holds the models and the aliases."""
+"""InferenceService rollouts on the real control plane: `ferry serve` pods from Ferry's image on the
+real node answer real HTTP through their Service (kube-proxy), real Prometheus discovers and
+scrapes them, real MLflow holds the models and the aliases."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from support.cluster import create_namespace, start_operator
 from support.environ import services_environment
 from support.metrics import sample_total
 from support.objects import apply_manifests, get_resource
-from support.serving import PodDiscovery, Traffic, predict, ready_addresses
+from support.serving import Traffic, endpoint_addresses, predict
 from support.waiting import wait_for
 
 GATEWAY_CRDS = Path(__file__).parent / "gateway-api"
@@ -27,10 +28,10 @@ GATEWAY_CRDS = Path(__file__).parent / "gateway-api"
 
 @pytest.fixture(scope="module")
 def scraped(cluster, services):
-    """Prometheus scrapes the cluster's annotated serving pods at their pod IPs, every second."""
-    discovery = PodDiscovery(cluster.api_client, services.scrape_pods()).start()
-    yield services
-    discovery.stop()
+    """Prometheus discovers the cluster's annotated serving pods through the apiserver and scrapes
+    them at their pod IPs, every second."""
+    services.scrape_pods(cluster.local.kubeconfig)
+    return services
 
 
 @pytest.fixture(scope="module")
@@ -464,8 +465,8 @@ def test_blue_green_previews_switches_atomically_and_rolls_back_instantly(
     patch_spec(cluster, namespace, "web", {"model": {"modelVersion": "green"}})
     wait_for(lambda: status_of(cluster, namespace, "web").get("phase") == "Paused",
              timeout=150, message="preview ready, awaiting promotion")
-    preview = ready_addresses(cluster.api_client, namespace, "web-preview")
-    active = ready_addresses(cluster.api_client, namespace, "web")
+    preview = endpoint_addresses(cluster.api_client, namespace, "web-preview")
+    active = endpoint_addresses(cluster.api_client, namespace, "web")
     assert preview and active and set(preview).isdisjoint(active)
     assert predict(preview[0], 1.0) == (200, 3.0), "the preview serves the new model"
     assert predict(active[0], 1.0) == (200, 2.0), "clients still get the old one"
@@ -476,7 +477,7 @@ def test_blue_green_previews_switches_atomically_and_rolls_back_instantly(
         "ferry.dev/model-version") == "green", timeout=60, message="active Service switched")
     switched = healthy_on(cluster, namespace, "web", "green")
     assert switched["rollout"]["previous"]["modelVersion"] == "blue", "old colour kept"
-    wait_for(lambda: ready_addresses(cluster.api_client, namespace, "web") == preview,
+    wait_for(lambda: endpoint_addresses(cluster.api_client, namespace, "web") == preview,
              timeout=30, message="endpoints are the former preview pods")
     assert predict(preview[0], 1.0) == (200, 3.0)
 
@@ -484,7 +485,7 @@ def test_blue_green_previews_switches_atomically_and_rolls_back_instantly(
     patch_spec(cluster, namespace, "web", {"model": {"modelVersion": "blue"}})
     wait_for(lambda: get_resource(cluster, namespace, "service", "web")["spec"]["selector"].get(
         "ferry.dev/model-version") == "blue", timeout=30, message="switched back")
-    wait_for(lambda: ready_addresses(cluster.api_client, namespace, "web") == blue_pods,
+    wait_for(lambda: endpoint_addresses(cluster.api_client, namespace, "web") == blue_pods,
              timeout=30, message="the old colour's pods, still running, serve again")
     assert predict(blue_pods[0], 1.0) == (200, 2.0)
     assert "SwitchedBack" in event_reasons(cluster, namespace, "web")
@@ -542,8 +543,8 @@ def test_httproute_weights_match_each_canary_step(cluster, namespace, operator, 
 def test_shadow_candidate_gets_mirrored_requests_and_clients_only_see_stable_answers(
         cluster, namespace, operator, scraped, runs):
     """Without a gateway the stable pods mirror to ``<name>-canary.<ns>.svc.cluster.local``,
-    which the local runner's cluster DNS resolves to the candidate pod: Prometheus shows the
-    candidate (version 2) answering the mirrored requests and the stable servers counting them
+    which CoreDNS resolves to that Service's IP and kube-proxy to the candidate pod: Prometheus
+    shows the candidate (version 2) answering the mirrored requests and the stable servers counting them
     ``ok``, while clients only ever get the stable model's answers."""
     services = scraped
     model = f"sh-{namespace}"
@@ -564,7 +565,7 @@ def test_shadow_candidate_gets_mirrored_requests_and_clients_only_see_stable_ans
     assert env["FERRY_MIRROR_URL"] == \
         f"http://mirror-canary.{namespace}.svc.cluster.local:8080"
     assert env["FERRY_MIRROR_PERCENT"] == "100"
-    assert ready_addresses(cluster.api_client, namespace, "mirror-canary"), "candidate runs"
+    assert endpoint_addresses(cluster.api_client, namespace, "mirror-canary"), "candidate runs"
 
     def scraped_total(metric, **labels):
         selector = ",".join(f'{k}="{v}"' for k, v in {"namespace": namespace, **labels}.items())

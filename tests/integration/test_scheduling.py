@@ -10,6 +10,7 @@ import yaml
 
 from ferry.dev.kwokstages import run_seconds_default
 from ferry.status import find_condition
+from support.cluster import IMAGE
 from support.waiting import wait_for
 
 
@@ -105,7 +106,7 @@ def gpus_in_use(cluster) -> int:
 def gang_run(namespace: str, name: str, workers: int, timeout: str) -> dict:
     return {"apiVersion": "ferry.dev/v1alpha1", "kind": "TrainingRun",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"image": "trainer:1", "command": ["train"], "workers": workers,
+            "spec": {"image": IMAGE, "command": ["train"], "workers": workers,
                      "resources": {"gpus": 8}, "schedulingTimeout": timeout}}
 
 

@@ -1,4 +1,4 @@
-"""TrainingRun on the real control plane: GPU placement, real training on the local runner,
+"""TrainingRun on the real control plane: GPU placement, real training on the real node,
 MLflow tracking, failure policy and cleanup."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pytest
 from ferry.adapters.mlflow import Registry
 from ferry.dev.kwokstages import run_seconds_default
 from ferry.status import find_condition
+from support.cluster import IMAGE
 from support.objects import apply_manifests, get_resource
 from support.waiting import wait_for
 
@@ -29,7 +30,7 @@ client.log_param(run, 'lr', params['lr'])
 def training_run(namespace, name, **spec):
     return {"apiVersion": "ferry.dev/v1alpha1", "kind": "TrainingRun",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"image": "trainer:1", **spec}}
+            "spec": {"image": IMAGE, **spec}}
 
 
 def run_phase(cluster, namespace, name, phase):

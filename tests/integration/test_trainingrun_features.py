@@ -12,6 +12,7 @@ import pytest
 from ferry.dev.services import BUCKET
 from ferry.examples import data as synthetic
 from ferry.status import find_condition
+from support.cluster import IMAGE
 from support.objects import apply_manifests, get_resource
 from support.waiting import wait_for
 from test_example_trainer import SECRET_KEYS, credentials
@@ -25,7 +26,7 @@ def trainer(namespace: str, name: str, pipeline: str) -> dict:
            for k in SECRET_KEYS]
     return {"apiVersion": "ferry.dev/v1alpha1", "kind": "TrainingRun",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"image": "ghcr.io/ferry-dev/ferry:0.1.0",
+            "spec": {"image": IMAGE,
                      "command": ["python", "-m", "ferry.examples.trainer"],
                      "features": pipeline, "parameters": {"epochs": "2", "seed": "3"},
                      "mlflow": {"experiment": f"features-{namespace}"}, "env": env,

@@ -1,5 +1,5 @@
 """TrainingRun ``register`` on the real control plane, MLflow and S3: a run that trains and logs a
-model on the local runner produces a ModelVersion with full lineage, Approved or Rejected by its
+model on the real node produces a ModelVersion with full lineage, Approved or Rejected by its
 gates."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 from ferry.adapters.mlflow import Registry
 from ferry.dev.services import BUCKET
 from ferry.status import find_condition
+from support.cluster import IMAGE
 from support.objects import apply, get
 from support.waiting import wait_for
 
@@ -72,7 +73,7 @@ def run_with_register(name, model, quality):
                   for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
                               "MLFLOW_S3_ENDPOINT_URL")]
     return {"apiVersion": "ferry.dev/v1alpha1", "kind": "TrainingRun", "metadata": {"name": name},
-            "spec": {"image": "trainer:1", "command": ["python", "-c", TRAIN],
+            "spec": {"image": IMAGE, "command": ["python", "-c", TRAIN],
                      "features": "amounts", "parameters": {"quality": quality, "depth": "4"},
                      "env": secret_env,
                      "register": {"modelName": model, "description": "from a test",
@@ -110,7 +111,7 @@ def test_register_creates_an_approved_or_rejected_model_version_with_lineage(
     assert lineage["featurePipeline"] == "amounts" and lineage["featureVersion"] == "v1"
     assert lineage["dataUri"] == run["status"]["featuresUri"] == \
         features["status"]["latestOutputUri"]
-    assert lineage["image"] == "trainer:1"
+    assert lineage["image"] == IMAGE
     assert lineage["parameters"] == {"quality": "0.9", "depth": "4"}
     assert lineage["metrics"] == {"auc": 0.9, "rows": 20.0}
     gates = {g["name"]: g for g in approved["status"]["gates"]}

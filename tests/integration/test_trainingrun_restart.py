@@ -1,10 +1,11 @@
-"""Whole-job restart of a distributed TrainingRun on the real control plane and local runner."""
+"""Whole-job restart of a distributed TrainingRun on the real control plane and the real node."""
 
 from __future__ import annotations
 
 import json
 
 from ferry.status import find_condition
+from support.cluster import IMAGE
 from support.objects import apply, get
 from support.waiting import wait_for
 
@@ -30,7 +31,7 @@ def pods_of(cluster, namespace, job):
 def test_a_failed_worker_restarts_all_workers_together(cluster, namespace, operator):
     apply(cluster, namespace, {
         "apiVersion": "ferry.dev/v1alpha1", "kind": "TrainingRun", "metadata": {"name": "ddp"},
-        "spec": {"image": "trainer:1", "command": ["python", "-c", WORKER], "workers": 2,
+        "spec": {"image": IMAGE, "command": ["python", "-c", WORKER], "workers": 2,
                  "maxRestarts": 2}})
     done = wait_for(lambda: (o := get(cluster, namespace, "TrainingRun", "ddp"))
                     ["status"].get("phase") in ("Succeeded", "Failed") and o,

@@ -11,6 +11,7 @@ import pytest
 
 from ferry.adapters.mlflow import Registry
 from ferry.status import find_condition
+from support.cluster import IMAGE
 from support.objects import apply, get
 from support.waiting import wait_for
 
@@ -56,7 +57,7 @@ def test_grid_sweep_bounded_parallelism_best_trial_and_nested_mlflow_runs(cluste
     apply(cluster, namespace, {
         "apiVersion": "ferry.dev/v1alpha1", "kind": "TrainingRun",
         "metadata": {"name": "tune"},
-        "spec": {"image": "trainer:1", "command": ["python", "-c", TRIAL],
+        "spec": {"image": IMAGE, "command": ["python", "-c", TRIAL],
                  "parameters": {"lr": "1", "epochs": "2"},
                  "mlflow": {"experiment": experiment},
                  "sweep": {"algorithm": "grid", "maxTrials": 4, "parallelism": 2,

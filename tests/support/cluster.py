@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,15 +14,21 @@ from pathlib import Path
 import requests
 from kubernetes import client
 
-from ferry.dev.controlplane import LocalCluster
+from ferry.dev.controlplane import LocalCluster, pod_security_namespace
 from ferry.dev.processes import free_port
 from support.waiting import wait_for
+
+
+# The released image name: the harness loads the local build of the Dockerfile under it (and under
+# its content reference), as the operator's default FERRY_IMAGE and the examples name it.
+IMAGE = "ghcr.io/ferry-dev/ferry:0.1.0"
 
 
 @dataclass
 class ClusterHandle:
     local: LocalCluster
     api_client: client.ApiClient
+    image: str = ""  # Ferry's image, loaded on the real node
 
     @property
     def kubeconfig(self) -> str:
@@ -39,17 +46,15 @@ class ClusterHandle:
     def state_dir(self) -> Path:
         return self.local.state_dir
 
-    @property
-    def runner_node(self) -> str:
-        return self.local.runner_node
-
     def kubectl(self, *args: str, check: bool = True, input: str | None = None):
         return self.local.kubectl(*args, check=check, input=input)
 
 
-def create_namespace(cluster: ClusterHandle, prefix: str) -> str:
+def create_namespace(cluster: ClusterHandle, prefix: str, pod_security: str = "restricted") -> str:
+    """A fresh namespace enforcing a Pod Security level: every pod Ferry creates passes
+    ``restricted``, as platform teams require; its ordinary pods run on the real node."""
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(pod_security_namespace(name, pod_security)))
     wait_for(lambda: cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0,
              timeout=30, message=f"default ServiceAccount in {name}")
     return name
@@ -81,6 +86,7 @@ def start_operator(cluster: ClusterHandle, log_dir: Path, namespaces: str, **env
     """Run ``ferry operator`` as a subprocess, the way it runs in a pod, and wait for /healthz."""
     port = free_port()
     log_path = log_dir / f"operator-{port}.log"
+    env.setdefault("FERRY_IMAGE", cluster.image)  # the pods it creates run Ferry's image
     process = subprocess.Popen(
         [sys.executable, "-m", "ferry", "operator", "--kubeconfig", cluster.kubeconfig,
          "--metrics-port", str(port)],

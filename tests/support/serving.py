@@ -1,16 +1,12 @@
-"""Client traffic for serving tests: requests spread over a Service's ready endpoints.
-
-There is no kube-proxy on the local control plane, and the apiserver refuses EndpointSlices with the
-local runner's loopback pod IPs, so the client resolves a Service the way the EndpointSlice
-controller does: the pods its selector matches that are Ready, at the port its ``targetPort``
-names (refreshed every half second); each request goes to a random one, as kube-proxy does. Every answer is
-recorded with its time, status code and prediction.
+"""Client traffic for serving tests, as a user's client sends it: to a Service's ClusterIP, which
+kube-proxy on the real node balances over the ready endpoints the EndpointSlice controller lists.
+Every answer is recorded with its time, status code and prediction; a refused or failed request is
+an answer with code 0, never retried.
 """
 
 from __future__ import annotations
 
 import itertools
-import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,22 +23,21 @@ class Answer:
     address: str
 
 
-def ready_addresses(api_client, namespace: str, service: str) -> list[str]:
-    core = client.CoreV1Api(api_client)
-    spec = core.read_namespaced_service(service, namespace).spec
-    selector = ",".join(f"{k}={v}" for k, v in sorted((spec.selector or {}).items()))
-    target = spec.ports[0].target_port
-    found = []
-    for pod in core.list_namespaced_pod(namespace, label_selector=selector).items:
-        ready = any(c.type == "Ready" and c.status == "True"
-                    for c in pod.status.conditions or [])
-        if not ready or not pod.status.pod_ip or pod.metadata.deletion_timestamp:
-            continue
-        port = target if isinstance(target, int) else next(
-            p.container_port for c in pod.spec.containers for p in c.ports or []
-            if p.name == target)
-        found.append(f"{pod.status.pod_ip}:{port}")
-    return sorted(found)
+def service_address(api_client, namespace: str, service: str) -> str:
+    """``clusterIP:port`` of a Service (its first port)."""
+    spec = client.CoreV1Api(api_client).read_namespaced_service(service, namespace).spec
+    return f"{spec.cluster_ip}:{spec.ports[0].port}"
+
+
+def endpoint_addresses(api_client, namespace: str, service: str) -> list[str]:
+    """The ready ``ip:port`` endpoints of a Service, from its EndpointSlices."""
+    slices = client.DiscoveryV1Api(api_client).list_namespaced_endpoint_slice(
+        namespace, label_selector=f"kubernetes.io/service-name={service}").items
+    return sorted(f"{address}:{port.port}"
+                  for piece in slices for endpoint in piece.endpoints or []
+                  if endpoint.conditions and endpoint.conditions.ready
+                  and not endpoint.conditions.terminating
+                  for address in endpoint.addresses for port in (piece.ports or [])[:1])
 
 
 def predict(address: str, x0: float, timeout: float = 5.0) -> tuple[int, float | None]:
@@ -55,7 +50,7 @@ def predict(address: str, x0: float, timeout: float = 5.0) -> tuple[int, float |
 
 @dataclass
 class Traffic:
-    """A background client of one Service; ``inputs`` cycle (e.g. 1.0, -1.0)."""
+    """A background client of one Service, through its ClusterIP; ``inputs`` cycle."""
 
     api_client: object
     namespace: str
@@ -75,24 +70,14 @@ class Traffic:
         self._thread.join(10)
 
     def _run(self) -> None:
-        addresses: list[str] = []
-        refreshed = 0.0
+        address = service_address(self.api_client, self.namespace, self.service)
         cycle = itertools.cycle(self.inputs)
         while not self._stop.is_set():
-            if time.monotonic() - refreshed > 0.5:
-                try:
-                    addresses = ready_addresses(self.api_client, self.namespace, self.service)
-                except Exception:  # noqa: BLE001 - the apiserver may be busy; keep the last list
-                    pass
-                refreshed = time.monotonic()
-            if addresses:
-                address = random.choice(addresses)
-                try:
-                    code, value = predict(address, next(cycle))
-                except requests.RequestException:
-                    code, value = 0, None
-                    refreshed = 0.0  # the pod went away: read the endpoints again at once
-                self.answers.append(Answer(time.monotonic(), code, value, address))
+            try:
+                code, value = predict(address, next(cycle))
+            except requests.RequestException:
+                code, value = 0, None
+            self.answers.append(Answer(time.monotonic(), code, value, address))
             self._stop.wait(self.pause)
 
     def since(self, moment: float) -> list[Answer]:
@@ -103,52 +88,3 @@ class Traffic:
         times = [start] + [a.at for a in self.answers if start <= a.at <= end and a.code == 200]
         times.append(end)
         return max(b - a for a, b in itertools.pairwise(times))
-
-
-def scrape_targets(pods: list) -> list[dict]:
-    """file_sd groups for Running pods annotated ``prometheus.io/scrape: "true"``, labelled with
-    ``namespace`` and ``pod`` (what kube-prometheus' pod discovery does on a real cluster)."""
-    groups = []
-    for pod in pods:
-        annotations = pod.metadata.annotations or {}
-        if annotations.get("prometheus.io/scrape") != "true" or pod.status.phase != "Running" \
-                or not pod.status.pod_ip or not annotations.get("prometheus.io/port"):
-            continue
-        groups.append({"targets": [f"{pod.status.pod_ip}:{annotations['prometheus.io/port']}"],
-                       "labels": {"namespace": pod.metadata.namespace, "pod": pod.metadata.name,
-                                  "__metrics_path__": annotations.get("prometheus.io/path",
-                                                                      "/metrics")}})
-    return groups
-
-
-class PodDiscovery:
-    """Keeps Prometheus' pod file_sd in step with the cluster's annotated pods (twice a second)."""
-
-    def __init__(self, api_client, file_sd) -> None:
-        self.api = client.CoreV1Api(api_client)
-        self.file_sd = file_sd
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> PodDiscovery:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        import json
-
-        written = None
-        while not self._stop.is_set():
-            try:
-                groups = scrape_targets(self.api.list_pod_for_all_namespaces().items)
-                text = json.dumps(groups, sort_keys=True)
-                if text != written:
-                    self.file_sd.write_text(text)
-                    written = text
-            except Exception:  # noqa: BLE001 - the apiserver may be busy; try again
-                pass
-            self._stop.wait(0.5)

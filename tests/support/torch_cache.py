@@ -20,6 +20,8 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+from ferry.dev.netns import host_command
+
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_DEPENDENCIES = ("filelock", "typing-extensions", "sympy", "mpmath", "networkx", "jinja2",
                        "markupsafe", "fsspec", "setuptools")
@@ -64,7 +66,8 @@ def ensure_torch() -> Path:
                 shutil.rmtree(stale, ignore_errors=True)
         constraints = cache / "constraints.txt"
         constraints.write_text("\n".join(wanted[2:]) + "\n")
-        subprocess.run([*installer(), "--target", str(target), "-c", str(constraints),
-                        wanted[0]], check=True)
+        argv, fds = host_command([*installer(), "--target", str(target), "-c",
+                                  str(constraints), wanted[0]])
+        subprocess.run(argv, check=True, pass_fds=fds)
         (target / ".complete").touch()
     return target

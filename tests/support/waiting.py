@@ -9,12 +9,16 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+class TerminalState(AssertionError):
+    """Raised by a predicate when what it waits for can no longer happen: fails at once."""
+
+
 def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.25,
              message: str = "condition") -> T:
     """Return the first truthy result of ``predicate``; fail with ``message`` after ``timeout``.
 
     Exceptions inside the predicate count as "not yet" (the object may not exist yet) and the last
-    one is reported on timeout.
+    one is reported on timeout; a :class:`TerminalState` fails at once.
     """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -23,6 +27,8 @@ def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float 
             result = predicate()
             if result:
                 return result
+        except TerminalState:
+            raise
         except Exception as error:  # noqa: BLE001 - reported below
             last_error = error
         if time.monotonic() > deadline:

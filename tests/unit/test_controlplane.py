@@ -29,7 +29,7 @@ def test_gpu_node_has_capacity_labels_and_taint():
     assert node["metadata"]["annotations"][KWOK_NODE_ANNOTATION] == "fake"
 
 
-def test_cpu_node_is_tainted_so_untolerating_pods_go_to_the_local_runner():
+def test_cpu_node_is_tainted_so_untolerating_pods_go_to_the_real_node():
     node = kwok_node("cpu-0")
     assert GPU_RESOURCE not in node["status"]["capacity"]
     assert node["spec"]["taints"][0]["key"] == KWOK_NODE_ANNOTATION

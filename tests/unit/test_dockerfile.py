@@ -64,12 +64,13 @@ def test_multi_stage_from_a_pinned_slim_python():
     assert froms == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE}"]
 
 
-def test_dependencies_are_installed_before_the_code_is_copied():
+def test_dependencies_are_installed_before_the_code_and_readme_are_copied():
+    """The dependency layer depends on pyproject.toml alone: a README edit reuses it."""
     steps = instructions()
     index = {op + " " + args: i for i, (op, args) in enumerate(steps)}
     deps = next(i for key, i in index.items() if "pip install '.[runtime]'" in key)
-    code = index["COPY operator ./operator"]
-    assert index["COPY pyproject.toml README.md ./"] < deps < code
+    assert index["COPY pyproject.toml ./"] < deps < index["COPY README.md ./"] < \
+        index["COPY operator ./operator"]
 
 
 def test_final_stage_runs_ferry_as_a_numeric_non_root_user_without_build_tools():

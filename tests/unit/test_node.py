@@ -1,13 +1,12 @@
 """The real node's configuration: what this kind of machine needs, checked without running it."""
 
-import json
 import tomllib
 from pathlib import Path
 
 from ferry.dev import netns
-from ferry.dev.controlplane import kwokctl_config, real_node_namespace
+from ferry.dev.controlplane import kwokctl_config, pod_security_namespace
 from ferry.dev.node import (
-    COREDNS_PORT, KUBELET_KERNEL_DEFAULTS, NODE_LABEL, PAUSE_IMAGE, cni_conflist,
+    COREDNS_PORT, KUBELET_KERNEL_DEFAULTS, PAUSE_IMAGE, cni_conflist,
     containerd_config, coredns_manifests, kube_proxy_config, kubelet_config, kubelet_wrapper,
     node_binaries_dir)
 
@@ -42,8 +41,7 @@ def test_kubelet_accepts_cgroup_v1_and_touches_no_host_kernel_setting(tmp_path):
     assert config["cgroupRoot"] == "/ferry-x"
     assert config["clusterDNS"] == [netns.DNS_SERVICE_IP]
     assert config["authentication"]["anonymous"]["enabled"] is False
-    assert config["registerWithTaints"] == [
-        {"key": NODE_LABEL, "value": "true", "effect": "NoSchedule"}]
+    assert "registerWithTaints" not in config  # ordinary pods land on the real node
 
 
 def test_kubelet_sees_its_kernel_defaults_only_in_its_own_mount_namespace(tmp_path):
@@ -90,13 +88,9 @@ def test_cluster_in_the_namespace_advertises_the_node_ip_with_admission_and_kube
             if p["name"] == "kube-apiserver" for a in p["extraArgs"]}
     assert args["advertise-address"] == netns.NODE_IP
     assert args["kubelet-client-certificate"] == "/pki/admin.crt"
-    assert "PodNodeSelector" in args["enable-admission-plugins"]
 
 
-def test_real_node_namespace_places_every_pod_on_the_node_and_enforces_restricted():
-    namespace = real_node_namespace("team-a")
-    annotations = namespace["metadata"]["annotations"]
-    assert annotations["scheduler.alpha.kubernetes.io/node-selector"] == f"{NODE_LABEL}=true"
-    tolerations = json.loads(annotations["scheduler.alpha.kubernetes.io/defaultTolerations"])
-    assert tolerations == [{"key": NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}]
-    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+def test_pod_security_namespace_enforces_and_warns_at_its_level():
+    labels = pod_security_namespace("team-a")["metadata"]["labels"]
+    assert labels == {"pod-security.kubernetes.io/enforce": "restricted",
+                      "pod-security.kubernetes.io/warn": "restricted"}

@@ -39,3 +39,16 @@ def test_client_env_names_every_endpoint():
     assert env["FERRY_PROMETHEUS_URL"] == "http://prom"
     assert env["FERRY_PUSHGATEWAY_URL"] == "http://gw"
     assert "MLFLOW_TRACKING_URI" not in client_env("http://s3", None, None, None)
+
+
+def test_pods_job_discovers_annotated_running_pods_through_the_apiserver():
+    from ferry.dev.services import pods_job
+
+    job = pods_job(Path("/kubeconfig"))
+    assert job["kubernetes_sd_configs"] == [{"role": "pod", "kubeconfig_file": "/kubeconfig"}]
+    keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+    assert [r["source_labels"][0] for r in keep] == [
+        "__meta_kubernetes_pod_annotation_prometheus_io_scrape", "__meta_kubernetes_pod_phase"]
+    address = next(r for r in job["relabel_configs"] if r.get("target_label") == "__address__")
+    assert address["replacement"] == "$1:$2"
+    assert {r.get("target_label") for r in job["relabel_configs"]} >= {"namespace", "pod"}

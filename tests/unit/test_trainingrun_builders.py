@@ -85,7 +85,11 @@ def test_kueue_failure_policy_deadline_and_scheduling_fields():
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     assert {"/dev/shm", "/etc/ferry"} <= mounts
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    # Pod Security "restricted", enforced by the test namespaces on the real node.
+    assert pod["securityContext"] == {"runAsNonRoot": True,
+                                      "seccompProfile": {"type": "RuntimeDefault"}}
+    container = pod["containers"][0]["securityContext"]
+    assert container == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
 def pending_pod(message):

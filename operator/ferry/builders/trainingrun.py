@@ -158,7 +158,9 @@ def pod_template(owner: dict, spec: TrainingRunSpec, tracking: Tracking, attempt
         "containers": [container],
         "volumes": volumes,
         "tolerations": tolerations(spec),
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        # Pod Security "restricted": non-root (the uid is the image's numeric USER; an image that
+        # runs as root is refused by the kubelet with a message saying so), RuntimeDefault seccomp.
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
     }
     optional = {
         "nodeSelector": spec.node_selector or None,

@@ -8,18 +8,15 @@ of that this module adds what Ferry needs:
 - simulated KWOK nodes: CPU nodes tainted ``kwok.x-k8s.io/node=fake:NoSchedule`` and GPU nodes with
   ``nvidia.com/gpu`` capacity, the usual GPU labels and the ``nvidia.com/gpu:NoSchedule`` taint. kwok
   manages only nodes annotated ``kwok.x-k8s.io/node=fake``;
-- the local pod runner (``ferry.dev.runner``), an untainted node labelled
-  ``ferry.dev/local-runner=true`` that executes pods as processes. Pods without tolerations
-  therefore land on the runner; pods for the simulated fleet tolerate the taints above;
-- with ``real_node``, a real node (``ferry.dev.node``: containerd, kubelet, kube-proxy, CoreDNS)
-  tainted ``ferry.dev/real-node=true:NoSchedule``. A namespace made by :func:`real_node_namespace`
-  places every pod on it (the PodNodeSelector and PodTolerationRestriction admission plugins), so
-  Ferry's own pod specs run there unchanged. The runner is being retired in favour of this node.
+- with ``real_node``, a real node (``ferry.dev.node``: containerd, runc, CNI, kubelet,
+  kube-proxy, CoreDNS) without taints, so every ordinary pod lands there and really runs from its
+  image; pods for the simulated fleet tolerate the taints above.
 
 Inside the harness network namespace (``ferry.dev.netns``) the components bind every address
 (``0.0.0.0``: only that namespace has them) and the apiserver advertises the node IP, which its
-certificate names together with the ``kubernetes`` Service IP, so pods reach it through kube-proxy. Admission control is on
-(kwokctl turns it off by default), as on any real cluster: ServiceAccount tokens, PodSecurity.
+certificate names together with the ``kubernetes`` Service IP, so pods reach it through
+kube-proxy. Admission control is on (kwokctl turns it off by default), as on any real cluster:
+ServiceAccount tokens, PodSecurity.
 """
 
 from __future__ import annotations
@@ -36,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from ferry.dev.processes import alive, stop_process_group, wait_until
+from ferry.dev.processes import alive, wait_until
 
 if TYPE_CHECKING:
     from ferry.dev.node import RealNode
@@ -45,8 +42,6 @@ DEV_DIR = Path(__file__).resolve().parent
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_TAINT_KEY = "kwok.x-k8s.io/node"
 GPU_RESOURCE = "nvidia.com/gpu"
-RUNNER_LABEL = "ferry.dev/local-runner"
-RUNNER_NODE = "ferry-local-runner"
 
 
 def cache_root() -> Path:
@@ -96,7 +91,6 @@ def kwokctl_config(bin_dir: Path, kube_version: str, bind_address: str = "127.0.
     apiserver_args = [
         {"key": "advertise-address", "value": advertise_address},
         {"key": "service-cluster-ip-range", "value": netns.SERVICE_CIDR},
-        {"key": "enable-admission-plugins", "value": "PodNodeSelector,PodTolerationRestriction"},
     ]
     if pki_dir is not None:  # kubectl logs/exec: the apiserver authenticates to the kubelet
         apiserver_args += [{"key": "kubelet-preferred-address-types", "value": "InternalIP"},
@@ -180,18 +174,16 @@ def default_fleet(cpu_nodes: int = 2, gpu_nodes: int = 2, gpus_per_node: int = 8
 
 @dataclass
 class LocalCluster:
-    """The control plane, KWOK nodes and the local pod runner, all on loopback.
+    """The control plane, KWOK nodes and (with ``real_node``) the real node.
 
-    ``state_dir`` holds kwokctl's work dir, the runner's pod dirs and logs, and ``cluster.json``
+    ``state_dir`` holds kwokctl's work dir, the node's state, and ``cluster.json``
     with what ``ferry dev status|down`` needs from another process.
     """
 
     state_dir: Path
     name: str = "ferry"
-    runner_gpus: int = 0
     fleet: list[dict] = field(default_factory=default_fleet)
     bin_dir: Path = field(default_factory=binaries_dir)
-    runner_pid: int | None = None
     bind_address: str = "127.0.0.1"
     advertise_address: str | None = None
     real_node: bool = False
@@ -209,14 +201,6 @@ class LocalCluster:
     @property
     def pki_dir(self) -> Path:
         return self.kubeconfig.parent / "pki"
-
-    @property
-    def runner_state(self) -> Path:
-        return self.state_dir / "runner"
-
-    @property
-    def runner_node(self) -> str:
-        return RUNNER_NODE
 
     def env(self) -> dict[str, str]:
         """Environment for kwokctl and kubectl: our binaries first on PATH."""
@@ -247,8 +231,7 @@ class LocalCluster:
         self._kwokctl_create(timeout)
         wait_until(self._default_service_account_exists, timeout, "the default ServiceAccount")
         self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(self.fleet))
-        self._start_runner()
-        names = [n["metadata"]["name"] for n in self.fleet] + [RUNNER_NODE]
+        names = [n["metadata"]["name"] for n in self.fleet]
         if self.real_node:
             self._start_real_node(timeout)
             names.append(self.node.name)
@@ -284,9 +267,6 @@ class LocalCluster:
 
     def stop(self) -> None:
         state = self._load_state()
-        runner_pid = self.runner_pid or state.get("runnerPid")
-        if runner_pid:
-            stop_process_group(runner_pid)
         if self.node is not None or state.get("realNode"):
             from ferry.dev.node import RealNode
 
@@ -355,24 +335,10 @@ class LocalCluster:
         }
         return set(names) <= ready
 
-    def _start_runner(self) -> None:
-        self.runner_state.mkdir(parents=True, exist_ok=True)
-        log = open(self.runner_state / "runner.log", "ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ferry.dev.runner",
-             "--kubeconfig", str(self.kubeconfig),
-             "--node-name", RUNNER_NODE,
-             "--state-dir", str(self.runner_state),
-             "--gpus", str(self.runner_gpus)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self.env(),
-        )
-        self.runner_pid = process.pid
-
     def _save_state(self) -> None:
         (self.state_dir / "cluster.json").write_text(json.dumps({
             "name": self.name,
             "kubeconfig": str(self.kubeconfig),
-            "runnerPid": self.runner_pid,
             "binDir": str(self.bin_dir),
             "realNode": {"binDir": str(self.node.bin_dir)} if self.node else None,
         }, indent=2))
@@ -382,23 +348,10 @@ class LocalCluster:
         return json.loads(path.read_text()) if path.exists() else {}
 
 
-REAL_NODE_SELECTOR_ANNOTATION = "scheduler.alpha.kubernetes.io/node-selector"
-REAL_NODE_TOLERATIONS_ANNOTATION = "scheduler.alpha.kubernetes.io/defaultTolerations"
-
-
-def real_node_namespace(name: str, pod_security: str = "restricted") -> dict:
-    """A namespace whose pods all run on the real node (admission adds the node selector and the
-    toleration to every pod, Ferry's included), enforcing a Pod Security level."""
-    from ferry.dev.node import NODE_LABEL
-
-    level = {f"pod-security.kubernetes.io/{mode}": pod_security for mode in ("enforce", "warn")}
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": name, "labels": level,
-        "annotations": {
-            REAL_NODE_SELECTOR_ANNOTATION: f"{NODE_LABEL}=true",
-            REAL_NODE_TOLERATIONS_ANNOTATION: json.dumps(
-                [{"key": NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}]),
-        }}}
+def pod_security_namespace(name: str, level: str = "restricted") -> dict:
+    """A namespace that enforces (and warns at) a Pod Security level, as a platform team sets it."""
+    labels = {f"pod-security.kubernetes.io/{mode}": level for mode in ("enforce", "warn")}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
 
 
 def remove_state(state_dir: Path) -> None:

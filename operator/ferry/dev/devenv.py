@@ -1,8 +1,9 @@
-"""``ferry dev up|down|status|env``: the whole local environment in one state directory.
+"""``ferry dev up|down|status|env|shell``: the whole local environment in one state directory.
 
-``up`` builds (or reuses) the control-plane binaries, starts the cluster with its KWOK nodes and
-the local runner, installs the CRDs, starts the real services and optionally the operator, and
-records every process in ``dev.json`` so ``down`` from another shell leaves nothing behind.
+``up`` builds (or reuses) the control-plane and node binaries and Ferry's image, starts the cluster
+(KWOK nodes and the real node) inside the environment's network namespace, installs the CRDs,
+starts the real services and optionally the operator, and records every process in ``dev.json`` so
+``down`` from another shell leaves nothing behind. ``shell`` runs a command in that namespace.
 """
 
 from __future__ import annotations
@@ -16,8 +17,14 @@ from pathlib import Path
 
 import yaml
 
-from ferry.dev.controlplane import LocalCluster, ensure_binaries
+from ferry.dev import netns
+from ferry.dev.controlplane import (LocalCluster, binaries_dir, ensure_binaries,
+                                    pod_security_namespace)
 from ferry.dev.processes import alive, stop_process_group, wait_until
+
+
+# The environment's network namespace; tests that run a second environment name their own.
+DEV_NETNS = os.environ.get("FERRY_DEV_NETNS", "ferry-dev")
 
 
 def default_state_dir() -> Path:
@@ -84,8 +91,9 @@ def seed_demo_data(cluster: LocalCluster, env: dict[str, str], rows: int = 500) 
 
 
 def ensure_namespace(cluster: LocalCluster, namespace: str) -> None:
+    """The demo's namespace, enforcing Pod Security ``restricted`` on every pod Ferry creates."""
     if cluster.kubectl("get", "namespace", namespace, check=False).returncode != 0:
-        cluster.kubectl("create", "namespace", namespace)
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(pod_security_namespace(namespace)))
     wait_until(lambda: cluster.kubectl("get", "sa", "default", "-n", namespace,
                                        check=False).returncode == 0, 30, "default ServiceAccount")
 
@@ -452,22 +460,29 @@ def _save(state_dir: Path, state: dict) -> None:
     (state_dir / "dev.json").write_text(json.dumps(state, indent=2))
 
 
-def up(state_dir: Path, runner_gpus: int, with_services: bool, with_operator: bool,
+def up(state_dir: Path, with_services: bool, with_operator: bool,
        examples: Path | None = None) -> dict:
     started = time.monotonic()
     state_dir.mkdir(parents=True, exist_ok=True)
     if _load(state_dir):
         down(state_dir)  # start clean: a half-dead environment from a killed session
+    from ferry.dev.image import ensure_ferry_image
+
     bin_dir = ensure_binaries()
-    cluster = LocalCluster(state_dir / "cluster", runner_gpus=runner_gpus, bin_dir=bin_dir).start()
+    image = ensure_ferry_image()
+    cluster = LocalCluster(state_dir / "cluster", bin_dir=bin_dir,
+                           bind_address="0.0.0.0", advertise_address=netns.NODE_IP,
+                           real_node=True,
+                           images=demo_images(image.reference, image.path)).start()
     state = {"kubeconfig": str(cluster.kubeconfig), "clusterDir": str(cluster.state_dir),
-             "runnerGpus": runner_gpus, "env": {"KUBECONFIG": str(cluster.kubeconfig)}}
+             "netns": DEV_NETNS,
+             "env": {"KUBECONFIG": str(cluster.kubeconfig), "FERRY_IMAGE": image.reference}}
     _save(state_dir, state)
     install_crds(cluster)
     if with_services:
         from ferry.dev.services import DevServices
 
-        services = DevServices(state_dir / "services")
+        services = DevServices(state_dir / "services", host=netns.NODE_IP)
         services.start()
         state["services"] = str(state_dir / "services")
         state["env"] |= services.env()
@@ -492,6 +507,7 @@ def down(state_dir: Path) -> None:
         DevServices.stop_from_state(Path(state["services"]))
     LocalCluster(Path(state.get("clusterDir", state_dir / "cluster"))).stop()
     (state_dir / "dev.json").unlink(missing_ok=True)
+    netns.delete(DEV_NETNS)
 
 
 def status(state_dir: Path) -> dict:
@@ -507,20 +523,48 @@ def status(state_dir: Path) -> dict:
     return report
 
 
+def demo_images(reference: str, archive: Path) -> dict[str, Path]:
+    """Ferry's local build under its content reference and under the released name the
+    examples and the operator's default ``FERRY_IMAGE`` use, so both run it without a pull."""
+    from ferry.config import OperatorConfig
+
+    return {reference: archive, OperatorConfig.model_fields["image"].default: archive}
+
+
+def shell(state_dir: Path, command: list[str]) -> int:
+    """A command (default: a shell) inside the environment's network namespace, with its
+    client variables: the cluster, its Service IPs and the services exist only there."""
+    state = _load(state_dir)
+    if not state or not netns.path(DEV_NETNS).exists():
+        print("the dev environment is not running (make demo, or ferry dev up)", file=sys.stderr)
+        return 1
+    command = command[1:] if command[:1] == ["--"] else command
+    argv = netns.exec_argv(DEV_NETNS, command or [os.environ.get("SHELL", "bash")])
+    path = f"{binaries_dir()}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}" \
+           f"{os.environ.get('PATH', '')}"
+    return subprocess.run(argv, env=os.environ | state.get("env", {}) | {"PATH": path}).returncode
+
+
 def main(args) -> int:
     state_dir = args.state_dir or default_state_dir()
+    if args.action == "shell":
+        return shell(state_dir, args.shell_command)
+    # Every other action works inside the environment's network namespace (``up`` creates it
+    # first, before any thread or process starts, so all it starts lives there).
+    if args.action == "up" or netns.path(DEV_NETNS).exists():
+        netns.enter(DEV_NETNS)
     if args.action == "up":
-        state = up(state_dir, args.runner_gpus, not args.no_services, args.operator,
+        state = up(state_dir, not args.no_services, args.operator,
                    args.examples)
         print(f"Ferry dev environment is up in {state['startSeconds']}s.")
         if args.examples:
             cluster = LocalCluster(Path(state["clusterDir"]))
             print(cluster.kubectl("get", "mlops", "-A").stdout)
-            print("Run the scheduled feature pipeline now:\n  kubectl create job -n ferry-demo "
-                  "--from=cronjob/transactions-v2 transactions-v2-manual")
-        print(f"  export KUBECONFIG={state['kubeconfig']}")
-        print("  kubectl get nodes; kubectl get mlops -A")
-        print(f"  eval \"$(ferry dev env --state-dir {state_dir})\"  # all client variables")
+        print("The cluster lives in its own network namespace; reach it with")
+        print("  ferry dev shell                       # a shell with KUBECONFIG and the services")
+        print("  ferry dev shell -- kubectl get mlops -A")
+        print("  ferry dev shell -- kubectl get pods -n ferry-demo; "
+              "ferry dev shell -- kubectl logs -n ferry-demo POD")
     elif args.action == "down":
         down(state_dir)
         print("Ferry dev environment stopped.")

@@ -161,7 +161,6 @@ def kubelet_config(*, socket: Path, cgroup_root: str, pod_logs: Path, ca_file: P
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
         "serializeImagePulls": False,
-        "registerWithTaints": [{"key": NODE_LABEL, "value": "true", "effect": "NoSchedule"}],
         "shutdownGracePeriod": "0s",
     }
 
@@ -215,7 +214,6 @@ def coredns_manifests(image: str) -> list[dict]:
                  "serviceAccountName": "coredns",
                  "dnsPolicy": "Default",
                  "nodeSelector": {NODE_LABEL: "true"},
-                 "tolerations": [{"key": NODE_LABEL, "operator": "Exists"}],
                  "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
                                      "seccompProfile": {"type": "RuntimeDefault"}},
                  "containers": [{

