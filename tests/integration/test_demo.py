@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from ferry.dev import netns
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
@@ -39,6 +41,7 @@ def assert_converged(result: subprocess.CompletedProcess) -> None:
         assert SETTLED & set(row), f"not settled: {' '.join(row)}\n" + "\n".join(table)
 
 
+@pytest.mark.timeout(3000)  # two whole demos, each building what changed and starting a cluster
 def test_the_demo_converges_and_converges_again_over_its_own_leftovers(tmp_path):
     name = f"ferry-demo-{os.getpid()}"
     env = os.environ | {"FERRY_DEV_NETNS": name, "FERRY_DEMO_APPROVER": APPROVER}

@@ -24,7 +24,7 @@ from ferry.builders.driftmonitor import build_drift_monitor
 from ferry.dev.services import BUCKET
 from ferry.serving.payload import Frame
 from ferry.serving.predlog import PredictionLog, log_table, object_key
-from support.cluster import create_namespace
+from support.cluster import IMAGE, create_namespace
 from support.objects import apply_manifests
 from support.waiting import wait_for
 
@@ -143,7 +143,7 @@ def test_monitor_job_writes_reports_and_patches_only_its_own_status(cluster, ser
     infsvc = get_infsvc(cluster, namespace, "fraud")
     uris = write_data(services, namespace)
     objects = build_drift_monitor(infsvc, InferenceServiceSpec.model_validate(infsvc["spec"]),
-                                  "ghcr.io/ferry-dev/ferry:test", uris["logs"], uris["reports"],
+                                  IMAGE, uris["logs"], uris["reports"],
                                   uris["reference"], s3_env(services))
     apply_manifests(cluster, *objects)
 

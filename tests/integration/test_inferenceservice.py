@@ -238,6 +238,24 @@ def test_canary_of_a_bad_model_is_rolled_back_and_stable_traffic_never_stops(
     assert status_of(cluster, namespace, "svc")["phase"] == "RolledBack"
 
 
+def proxied_after_switch(cluster, namespace: str, service: str, version: str) -> None:
+    """Wait until the Service's EndpointSlices list only ``version``'s ready pods and kube-proxy
+    has written its rules since: from then on every new connection reaches that version."""
+    def only_version() -> bool:
+        pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l",
+                                          f"ferry.dev/model-version={version}", "-o",
+                                          "json").stdout)["items"]
+        ips = {p["status"].get("podIP") for p in pods}
+        found = {a.rsplit(":", 1)[0] for a in endpoint_addresses(cluster.api_client, namespace,
+                                                                    service)}
+        return bool(found) and found <= ips
+    wait_for(only_version, timeout=60, message=f"{service}'s endpoints on {version} only")
+    switched = time.time()
+    node = cluster.local.node
+    wait_for(lambda: node.proxy_rules_synced_at() > switched, timeout=60,
+             message="kube-proxy to write the rules for the new endpoints")
+
+
 def test_a_version_failing_after_promotion_is_rolled_back_inside_the_watch_window(
         cluster, namespace, operator, scraped, runs):
     """The flaky model only fails on positive inputs: the canary sees negative ones and passes,
@@ -272,7 +290,8 @@ def test_a_version_failing_after_promotion_is_rolled_back_inside_the_watch_windo
             and s, timeout=120, interval=0.5, message="rolled back inside the watch window")
         wait_for(lambda: get_resource(cluster, namespace, "service", "watch")["spec"]["selector"].get(
             "ferry.dev/model-version") == "pp-1", timeout=30, message="traffic back on pp-1")
-        settled = time.monotonic() + 1.0  # the client re-reads the Service's pods every 0.5 s
+        proxied_after_switch(cluster, namespace, "watch", "pp-1")
+        settled = time.monotonic()
         wait_for(lambda: len(traffic.since(settled)) > 20, timeout=30, message="traffic after")
     assert any(a.code == 500 for a in traffic.answers), "the promoted version failed on traffic"
     assert rolled_back["stableVersion"] == "pp-1"

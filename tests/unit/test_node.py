@@ -39,6 +39,7 @@ def test_kubelet_accepts_cgroup_v1_and_touches_no_host_kernel_setting(tmp_path):
     assert config["failCgroupV1"] is False and config["cgroupDriver"] == "cgroupfs"
     assert config["protectKernelDefaults"] is True and config["oomScoreAdj"] == 0
     assert config["cgroupRoot"] == "/ferry-x"
+    assert config["podLogsDir"] == str(tmp_path / "logs")  # not the machine's /var/log/pods
     assert config["clusterDNS"] == [netns.DNS_SERVICE_IP]
     assert config["authentication"]["anonymous"]["enabled"] is False
     assert "registerWithTaints" not in config  # ordinary pods land on the real node

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 
@@ -104,6 +106,9 @@ async def _operate(config: OperatorConfig, api_client: client.ApiClient, stop: t
             namespaces=config.namespaces,
             stop_flag=stop,
             memo=memo,
+            # kopf would derive it from the login name, which an image's numeric USER without a
+            # passwd entry (65532 here, random uids on OpenShift) does not have: it crashes.
+            identity=f"ferry@{socket.gethostname()}/{os.getpid()}",
         )
     finally:
         stop.set()  # kopf may have stopped on its own signal handler: release its flag waiter

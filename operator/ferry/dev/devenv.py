@@ -317,52 +317,33 @@ def wait_rolled_out(cluster: LocalCluster, service: dict) -> dict:
     return status
 
 
-def http_post(url: str, body: bytes, timeout: float = 5) -> str:
+def http_post(url: str, body: bytes, timeout: float = 10) -> str:
+    """POST JSON; an HTTP error carries the server's answer, which says what it refused."""
+    import urllib.error
     import urllib.request
 
     request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return response.read().decode()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read().decode()
+    except urllib.error.HTTPError as error:
+        answer = error.read().decode(errors="replace")[:800]
+        raise DemoError(f"{url}: HTTP {error.code}: {answer}") from None
 
 
 def predict(cluster: LocalCluster, service: str, columns: list[str]) -> tuple[str, str, dict]:
-    """POST one record to the service's ``/invocations``: through its Service IP, else a ready
-    pod's IP, else the apiserver's proxy; returns (where, answer, record)."""
+    """POST one record to the service's ``/invocations`` through its Service (ClusterIP, balanced
+    by kube-proxy), as a client in the cluster would; returns (where, answer, record)."""
     record = {c: SAMPLE[c] for c in columns if c in SAMPLE} if columns else dict(SAMPLE)
     body = json.dumps({"dataframe_records": [record]}).encode()
     svc = json.loads(cluster.kubectl("get", "service", service, "-n", DEMO_NAMESPACE, "-o",
                                      "json").stdout)
-    port = svc["spec"]["ports"][0]
-    targets = []
-    if svc["spec"].get("clusterIP") not in (None, "", "None"):
-        targets.append(f"{svc['spec']['clusterIP']}:{port['port']}")
-    selector = ",".join(f"{k}={v}" for k, v in sorted((svc["spec"].get("selector") or {}).items()))
-    pods = json.loads(cluster.kubectl("get", "pods", "-n", DEMO_NAMESPACE, "-l", selector, "-o",
-                                      "json").stdout)["items"]
-    for pod in pods:
-        ready = any(c["type"] == "Ready" and c["status"] == "True"
-                    for c in pod.get("status", {}).get("conditions") or [])
-        if ready and pod["status"].get("podIP"):
-            container_port = next((p["containerPort"] for c in pod["spec"]["containers"]
-                                   for p in c.get("ports") or []
-                                   if p.get("name") == port.get("targetPort")), port["port"])
-            targets.append(f"{pod['status']['podIP']}:{container_port}")
-    errors = []
-    for target in targets:
-        try:
-            return f"http://{target}/invocations", http_post(f"http://{target}/invocations",
-                                                             body), record
-        except OSError as error:
-            errors.append(f"{target}: {error}")
-    port_name = port.get("name") or port["port"]
-    path = f"/api/v1/namespaces/{DEMO_NAMESPACE}/services/{service}:{port_name}/proxy/invocations"
-    proxied = cluster.kubectl("create", "--raw", path, "-f", "-", input=body.decode(),
-                              check=False)
-    if proxied.returncode == 0:
-        return f"apiserver proxy {path}", proxied.stdout.strip(), record
-    errors.append(f"apiserver proxy: {proxied.stderr.strip()}")
-    raise DemoError(f"InferenceService {service} did not answer: {'; '.join(errors)}")
+    url = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}/invocations"
+    try:
+        return url, http_post(url, body), record
+    except OSError as error:
+        raise DemoError(f"InferenceService {service} did not answer at {url}: {error}") from None
 
 
 def run_demo(cluster: LocalCluster, directory: Path, env: dict[str, str],

@@ -27,6 +27,8 @@ SERVICE_CIDR = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
 DNS_SERVICE_IP = "10.96.0.10"
 CLONE_NEWNET = 0x40000000
+# Where a process tree that entered a harness namespace keeps a handle on the machine's own.
+HOST_NETNS_ENV = "FERRY_HOST_NETNS"
 
 # The namespace's own kernel settings (per network namespace; nothing host-wide is written).
 SYSCTLS = {
@@ -34,9 +36,6 @@ SYSCTLS = {
     "net.bridge.bridge-nf-call-iptables": "1",
     "net.ipv4.conf.all.route_localnet": "1",
 }
-
-_host_netns_fd: int | None = None
-
 
 def path(name: str) -> Path:
     return NETNS_DIR / name
@@ -89,12 +88,12 @@ def inside(name: str) -> bool:
 def enter(name: str) -> None:
     """Create ``name`` when missing and move the calling thread into it. Call it before the
     process starts threads or servers: those started earlier stay in the old namespace."""
-    global _host_netns_fd
     create(name)
     if inside(name):
         return
-    if _host_netns_fd is None:
-        _host_netns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    if HOST_NETNS_ENV not in os.environ:  # the first harness of this process tree
+        handle = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        os.environ[HOST_NETNS_ENV] = f"/proc/{os.getpid()}/fd/{handle}"
     fd = os.open(path(name), os.O_RDONLY)
     try:
         if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
@@ -104,12 +103,14 @@ def enter(name: str) -> None:
 
 
 def host_command(argv: list[str]) -> tuple[list[str], tuple[int, ...]]:
-    """``argv`` run in the machine's own network namespace (for downloads), with the fds to pass
-    to ``subprocess``; unchanged when this process never entered a harness namespace."""
-    if _host_netns_fd is None:
+    """``argv`` run in the machine's own network namespace (downloads), with the fds to pass to
+    ``subprocess`` (none); unchanged when this process never entered a harness namespace. The
+    handle travels in the environment, so a harness started from inside another (the demo's,
+    from a test session) still reaches the machine's network, not its parent's namespace."""
+    host = os.environ.get(HOST_NETNS_ENV)
+    if not host:
         return argv, ()
-    return ["nsenter", f"--net=/proc/{os.getpid()}/fd/{_host_netns_fd}", "--", *argv], (
-        _host_netns_fd,)
+    return ["nsenter", f"--net={host}", "--", *argv], ()
 
 
 def exec_argv(name: str, argv: list[str]) -> list[str]:

@@ -143,7 +143,7 @@ def kubelet_config(*, socket: Path, cgroup_root: str, pod_logs: Path, ca_file: P
         "failSwapOn": False,
         "oomScoreAdj": 0,
         "protectKernelDefaults": True,
-        "podLogsDirectory": str(pod_logs),
+        "podLogsDir": str(pod_logs),
         "clusterDNS": [netns.DNS_SERVICE_IP],
         "clusterDomain": "cluster.local",
         "resolvConf": str(resolv_conf),
@@ -328,6 +328,7 @@ class RealNode:
     bin_dir: Path = field(default_factory=node_binaries_dir)
     name: str = NODE_NAME
     pids: dict[str, int] = field(default_factory=dict)
+    proxy_metrics_port: int = 0
 
     @property
     def socket(self) -> Path:
@@ -471,7 +472,8 @@ class RealNode:
 
     def _start_kube_proxy(self) -> None:
         config = self.state_dir / "kube-proxy.yaml"
-        config.write_text(yaml.safe_dump(kube_proxy_config(self.kubeconfig, free_port(),
+        self.proxy_metrics_port = free_port()
+        config.write_text(yaml.safe_dump(kube_proxy_config(self.kubeconfig, self.proxy_metrics_port,
                                                            free_port())))
         self._spawn("kube-proxy", [str(self.bin_dir / "kube-proxy"), "--config", str(config)])
 
@@ -520,6 +522,18 @@ class RealNode:
                     os.rmdir(directory)
                 except OSError:  # a process still in it: the kill above is asynchronous
                     pass
+
+    def proxy_rules_synced_at(self) -> float:
+        """When kube-proxy last wrote the Services' rules (its own metric, Unix seconds): a
+        client waits for this to pass the moment an EndpointSlice changed."""
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.proxy_metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith("kubeproxy_sync_proxy_rules_last_timestamp_seconds "):
+                    return float(line.split()[1])
+        return 0.0
 
     def _save(self) -> None:
         (self.state_dir / "node.json").write_text(json.dumps({"pids": self.pids}, indent=2))
