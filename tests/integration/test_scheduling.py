@@ -18,8 +18,12 @@ def gpu_pod(name: str, gpus: int) -> dict:
     return {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
         "spec": {
-            "containers": [{"name": "main", "image": "trainer:latest", "command": ["train"],
-                            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}],
+            # Pod Security "restricted", which the test namespaces enforce.
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "main", "image": IMAGE, "command": ["train"],
+                            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
+                            "securityContext": {"allowPrivilegeEscalation": False,
+                                                "capabilities": {"drop": ["ALL"]}}}],
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         },
     }

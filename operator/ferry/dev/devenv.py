@@ -119,8 +119,10 @@ def apply_examples(cluster: LocalCluster, directory: Path, wait: bool, timeout: 
 
 APPROVER_ENV = "FERRY_DEMO_APPROVER"
 DEMO_TIMEOUT = 600.0  # per step; the first run of a pod may load its image
-# One transaction to ask the served model about (the columns the seeded data and its features have).
-SAMPLE = {"customer_id": 3, "amount": 420.5, "log_amount": 6.0438, "country": "FR",
+# One transaction to ask the served model about (the columns the seeded data and its features have;
+# numbers as floats: the example trainer trains on float64 features, and the signature holds them
+# to that, as MLflow does).
+SAMPLE = {"customer_id": 3.0, "amount": 420.5, "log_amount": 6.0438, "country": "FR",
           "is_large": True}
 
 
