@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -240,19 +241,26 @@ def test_canary_of_a_bad_model_is_rolled_back_and_stable_traffic_never_stops(
 
 def proxied_after_switch(cluster, namespace: str, service: str, version: str) -> None:
     """Wait until the Service's EndpointSlices list only ``version``'s ready pods and kube-proxy
-    has written its rules since: from then on every new connection reaches that version."""
-    def only_version() -> bool:
+    has written its rules since their last change: from then on every new connection reaches
+    that version."""
+    def slices_on_version() -> float | None:
         pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l",
                                           f"ferry.dev/model-version={version}", "-o",
                                           "json").stdout)["items"]
         ips = {p["status"].get("podIP") for p in pods}
         found = {a.rsplit(":", 1)[0] for a in endpoint_addresses(cluster.api_client, namespace,
                                                                     service)}
-        return bool(found) and found <= ips
-    wait_for(only_version, timeout=60, message=f"{service}'s endpoints on {version} only")
-    switched = time.time()
+        if not found or not found <= ips:
+            return None
+        slices = json.loads(cluster.kubectl(
+            "get", "endpointslices", "-n", namespace, "-l",
+            f"kubernetes.io/service-name={service}", "-o", "json").stdout)["items"]
+        return max(datetime.fromisoformat(entry["time"].replace("Z", "+00:00")).timestamp()
+                   for piece in slices for entry in piece["metadata"].get("managedFields", []))
+    changed = wait_for(slices_on_version, timeout=60,
+                       message=f"{service}'s endpoints on {version} only")
     node = cluster.local.node
-    wait_for(lambda: node.proxy_rules_synced_at() > switched, timeout=60,
+    wait_for(lambda: node.proxy_rules_synced_at() >= changed, timeout=60,
              message="kube-proxy to write the rules for the new endpoints")
 
 
