@@ -254,7 +254,8 @@ def proxied_after_switch(cluster, namespace: str, service: str, version: str) ->
             return None
         slices = json.loads(cluster.kubectl(
             "get", "endpointslices", "-n", namespace, "-l",
-            f"kubernetes.io/service-name={service}", "-o", "json").stdout)["items"]
+            f"kubernetes.io/service-name={service}", "-o", "json",
+            "--show-managed-fields").stdout)["items"]
         return max(datetime.fromisoformat(entry["time"].replace("Z", "+00:00")).timestamp()
                    for piece in slices for entry in piece["metadata"].get("managedFields", []))
     changed = wait_for(slices_on_version, timeout=60,
