@@ -530,10 +530,10 @@ class RealNode:
 
         url = f"http://127.0.0.1:{self.proxy_metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
-            for line in response.read().decode().splitlines():
-                if line.startswith("kubeproxy_sync_proxy_rules_last_timestamp_seconds "):
-                    return float(line.split()[1])
-        return 0.0
+            synced = [float(line.rsplit(" ", 1)[1]) for line in
+                      response.read().decode().splitlines()
+                      if line.startswith("kubeproxy_sync_proxy_rules_last_timestamp_seconds")]
+        return max(synced, default=0.0)  # one sample per IP family
 
     def _save(self) -> None:
         (self.state_dir / "node.json").write_text(json.dumps({"pids": self.pids}, indent=2))
