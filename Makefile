@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml dev/pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps controlplane node image helm test unit integration crds crds-check demo down status bench lint
@@ -14,32 +14,32 @@ help:
 	@echo "make test   - install everything, check CRDs, run unit and integration tests"
 	@echo "make down   - stop the demo environment"
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]' -e ./dev
 	rm -f $(VENV)/.installed-*
 	touch $@
 
 setup: $(INSTALLED) system-deps controlplane node image helm
 
 system-deps: $(INSTALLED)
-	$(BIN)/python -m ferry.dev.services --ensure-packages
+	$(BIN)/python -m ferry_dev.services --ensure-packages
 
 controlplane: $(INSTALLED)
-	$(BIN)/python -c 'from ferry.dev.controlplane import ensure_binaries; print(ensure_binaries())'
+	$(BIN)/python -c 'from ferry_dev.controlplane import ensure_binaries; print(ensure_binaries())'
 
 # The real node: kubelet, kube-proxy, containerd, CoreDNS from Go modules (pins.env), cached.
 node: $(INSTALLED) system-deps
-	$(BIN)/python -c 'from ferry.dev.node import ensure_node_binaries; print(ensure_node_binaries())'
+	$(BIN)/python -c 'from ferry_dev.node import ensure_node_binaries; print(ensure_node_binaries())'
 
 # Ferry's image from the Dockerfile (buildah on a local Debian base), cached by content hash.
 image: $(INSTALLED) system-deps
-	$(BIN)/python -m ferry.dev.image
+	$(BIN)/python -m ferry_dev.image
 
 # Helm, built from its Go module into ~/.cache/ferry/bin/helm-<HELM_VERSION>/ (pins.env).
 helm: $(INSTALLED)
-	$(BIN)/python -m ferry.dev.tools
+	$(BIN)/python -m ferry_dev.tools
 
 crds: $(INSTALLED)
 	$(BIN)/ferry crds --dir crds
@@ -57,16 +57,16 @@ test: setup lint crds-check
 	$(BIN)/python -m pytest tests/unit tests/integration -q $(PYTEST_ARGS)
 
 demo: setup
-	$(BIN)/ferry dev up --operator --examples manifests/examples
+	$(BIN)/ferry-dev up --operator --examples manifests/examples
 
 down: $(INSTALLED)
-	$(BIN)/ferry dev down
+	$(BIN)/ferry-dev down
 
 status: $(INSTALLED)
-	$(BIN)/ferry dev status
+	$(BIN)/ferry-dev status
 
 bench: setup
 	set -o pipefail; $(BIN)/python -m pytest tests/bench -q -s $(PYTEST_ARGS) | grep -E "BENCH|passed|failed"
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check operator tests
+	$(BIN)/ruff check operator dev tests

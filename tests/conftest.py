@@ -3,7 +3,7 @@ session, only when a test asks for them; the session operator watches the namesp
 ``ft-*`` (the ones ``namespace`` creates, each enforcing Pod Security ``restricted``), so tests
 that run their own operators use other namespaces.
 
-The whole session runs inside a network namespace of its own (``ferry.dev.netns``), entered before
+The whole session runs inside a network namespace of its own (``ferry_dev.netns``), entered before
 any test starts a thread: the cluster, its pods and Service IPs, the services and the test client
 all live there, and nothing the tests start reaches the machine's own network.
 """
@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from kubernetes import config as kube_config  # noqa: E402
 
-from ferry.dev import netns  # noqa: E402
-from ferry.dev.controlplane import LocalCluster, ensure_binaries  # noqa: E402
-from ferry.dev.devenv import demo_images, install_crds  # noqa: E402
+from ferry_dev import netns  # noqa: E402
+from ferry_dev.controlplane import LocalCluster, ensure_binaries  # noqa: E402
+from ferry_dev.devenv import demo_images, install_crds  # noqa: E402
 from support.cluster import (  # noqa: E402
     ClusterHandle, OperatorProcess, create_namespace, start_operator)
 
@@ -42,7 +42,7 @@ def pytest_unconfigure(config):
 @pytest.fixture(scope="session")
 def ferry_image():
     """Ferry's image, built from the Dockerfile (cached by content), for the real node."""
-    from ferry.dev.image import ensure_ferry_image
+    from ferry_dev.image import ensure_ferry_image
 
     return ensure_ferry_image()
 
@@ -85,7 +85,7 @@ def operator(cluster: ClusterHandle, services, tmp_path_factory) -> OperatorProc
 @pytest.fixture(scope="session")
 def services(tmp_path_factory):
     """Real S3 (SeaweedFS), MLflow, Prometheus and Pushgateway on loopback, once per session."""
-    from ferry.dev.services import DevServices, ensure_debian_packages
+    from ferry_dev.services import DevServices, ensure_debian_packages
 
     ensure_debian_packages()
     host = netns.NODE_IP if netns.inside(SESSION_NETNS) else "127.0.0.1"

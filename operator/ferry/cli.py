@@ -23,8 +23,8 @@ def _operator(args: argparse.Namespace) -> int:
 
 def _crds(args: argparse.Namespace) -> int:
     """The CRDs, plus (in a checkout) the chart's copy, RBAC, Argo CD snippet and field reference."""
-    from ferry import packaging
-    from ferry.api.crdgen import check_crds, write_crds
+    from ferry.generate import packaging
+    from ferry.generate.crds import check_crds, write_crds
 
     derived = packaging.applies_to(args.root)
     if args.check:
@@ -42,12 +42,6 @@ def _crds(args: argparse.Namespace) -> int:
         packaging.write(args.root)
     print(f"wrote CRDs to {args.dir}" + (" and the derived files" if derived else ""))
     return 0
-
-
-def _dev(args: argparse.Namespace) -> int:
-    from ferry.dev import devenv
-
-    return devenv.main(args)
 
 
 def _features(args: argparse.Namespace) -> int:
@@ -117,19 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="checkout whose chart, manifests and docs get the derived files")
     crds.set_defaults(func=_crds)
 
-    dev = commands.add_parser(
-        "dev", help="the local cluster (control plane, real node, KWOK fleet) and services")
-    dev.add_argument("action", choices=["up", "down", "status", "env", "shell"])
-    dev.add_argument("--state-dir", type=Path, help="default: ~/.cache/ferry/dev")
-    dev.add_argument("--wipe", action="store_true",
-                     help="down: also delete the state dir (MLflow registry, S3 data, logs)")
-    dev.add_argument("--no-services", action="store_true", help="skip MLflow, S3, Prometheus")
-    dev.add_argument("--operator", action="store_true", help="also run the operator")
-    dev.add_argument("--examples", type=Path,
-                     help="apply these manifests once up and wait until they are reconciled")
-    dev.add_argument("shell_command", nargs="*", metavar="COMMAND",
-                     help="shell: the command to run inside the environment (default: $SHELL)")
-    dev.set_defaults(func=_dev)
     approve = commands.add_parser("approve", help="approve a ModelVersion: ferry approve mv/NAME")
     approve.add_argument("target", help="mv/NAME")
     approve.add_argument("--by", required=True, help="who approves (recorded in the audit trail)")

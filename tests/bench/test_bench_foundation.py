@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from ferry.dev.controlplane import LocalCluster, ensure_binaries
+from ferry_dev.controlplane import LocalCluster, ensure_binaries
 from support.cluster import create_namespace, start_operator
 from support.waiting import wait_for
 

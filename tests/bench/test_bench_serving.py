@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import requests
 
-from ferry.dev.processes import free_port
+from ferry_dev.processes import free_port
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 CONNECTIONS = (1, 8, 32)

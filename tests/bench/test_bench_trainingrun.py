@@ -22,9 +22,9 @@ import pytest
 from kubernetes import client
 from kubernetes import config as kube_config
 
-from ferry.dev.controlplane import KWOK_TAINT_KEY, LocalCluster, default_fleet, ensure_binaries
-from ferry.dev.devenv import install_crds
-from ferry.dev.kwokstages import RUN_SECONDS_ENV
+from ferry_dev.controlplane import KWOK_TAINT_KEY, LocalCluster, default_fleet, ensure_binaries
+from ferry_dev.devenv import install_crds
+from ferry_dev.kwokstages import RUN_SECONDS_ENV
 from support.cluster import ClusterHandle, create_namespace, start_operator
 from support.waiting import wait_for
 from test_bench_foundation import rss_mb

@@ -1,8 +1,8 @@
-"""`make demo`'s scenario as a newcomer runs it: ``ferry dev up --operator --examples`` brings up
+"""`make demo`'s scenario as a newcomer runs it: ``ferry-dev up --operator --examples`` brings up
 its own cluster (real node, services, operator) in its own network namespace, computes the
 features, trains, registers, gates, approves as a named user, rolls out and answers a prediction
 through the Service — and converges again on a second run over what the first left behind (the
-MLflow registry, the S3 data). ``ferry dev down`` then leaves no namespace behind."""
+MLflow registry, the S3 data). ``ferry-dev down`` then leaves no namespace behind."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.dev import netns
+from ferry_dev import netns
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 APPROVER = "alice@example.com"
@@ -24,7 +24,7 @@ SETTLED = {"Ready", "Succeeded", "Approved", "Healthy", "Serving"}
 
 
 def ferry_dev(state_dir: Path, env: dict[str, str], *args: str, timeout: float = 1800):
-    return subprocess.run([sys.executable, "-m", "ferry", "dev", *args, "--state-dir",
+    return subprocess.run([sys.executable, "-m", "ferry_dev", *args, "--state-dir",
                            str(state_dir)], env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 

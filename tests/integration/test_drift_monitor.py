@@ -21,7 +21,7 @@ from kubernetes.client.rest import ApiException
 from ferry.adapters.s3 import ObjectStore
 from ferry.api.inferenceservice import InferenceServiceSpec
 from ferry.builders.driftmonitor import build_drift_monitor
-from ferry.dev.services import BUCKET
+from ferry_dev.services import BUCKET
 from ferry.serving.payload import Frame
 from ferry.serving.predlog import PredictionLog, log_table, object_key
 from support.cluster import IMAGE, create_namespace

@@ -12,7 +12,7 @@ import pyarrow as pa
 from PIL import Image
 
 from ferry.api.inferenceservice import DriftMonitor
-from ferry.dev.services import ensure_debian_packages
+from ferry_dev.services import ensure_debian_packages
 from ferry.drift import report
 from ferry.drift.data import TableDataset
 from ferry.drift.engine import compare

@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client
 
 from ferry.adapters.mlflow import Registry
-from ferry.dev.processes import free_port
+from ferry_dev.processes import free_port
 from ferry.examples import config as settings
 from ferry.examples import data as synthetic
 from ferry.examples.models import World

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ferry.dev.services import BUCKET
+from ferry_dev.services import BUCKET
 from ferry.status import find_condition
 from support.cluster import IMAGE
 from support.metrics import sample_total

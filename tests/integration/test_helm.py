@@ -14,9 +14,9 @@ import boto3
 import pytest
 import yaml
 
-from ferry.dev import netns
-from ferry.dev.services import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, s3_service
-from ferry.dev.tools import CHART_DIR, helm, render_chart
+from ferry_dev import netns
+from ferry_dev.services import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, s3_service
+from ferry_dev.tools import CHART_DIR, helm, render_chart
 from support.cluster import create_namespace
 from support.objects import reconciled
 from support.waiting import wait_for

@@ -324,7 +324,7 @@ def test_a_version_whose_features_are_not_ready_is_not_rolled_out_until_they_are
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ferry.dev.services import BUCKET
+    from ferry_dev.services import BUCKET
 
     services = scraped
     model = f"fr-{namespace}"

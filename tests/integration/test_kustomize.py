@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ferry.dev.tools import render_chart
+from ferry_dev.tools import render_chart
 
 ROOT = Path(__file__).resolve().parents[2]
 # Labels that name the tool that installed an object, not the operator.

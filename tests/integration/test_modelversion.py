@@ -11,8 +11,8 @@ import uuid
 import pytest
 
 from ferry.adapters.mlflow import UID_TAG, Registry
-from ferry.dev.processes import free_port
-from ferry.dev.services import Service
+from ferry_dev.processes import free_port
+from ferry_dev.services import Service
 from ferry.status import find_condition
 from support.cluster import create_namespace, start_operator
 from support.environ import services_environment

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import yaml
 
-from ferry.dev.kwokstages import run_seconds_default
+from ferry_dev.kwokstages import run_seconds_default
 from ferry.status import find_condition
 from support.cluster import IMAGE
 from support.waiting import wait_for

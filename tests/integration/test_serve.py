@@ -24,7 +24,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from ferry.adapters.s3 import ObjectStore
-from ferry.dev.processes import free_port
+from ferry_dev.processes import free_port
 from support.environ import services_environment
 from support.waiting import wait_for
 

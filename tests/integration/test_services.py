@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from ferry.dev.services import BUCKET, DevServices
+from ferry_dev.services import BUCKET, DevServices
 from support.waiting import wait_for
 
 
@@ -85,7 +85,7 @@ def test_prometheus_picks_up_targets_added_at_runtime(services):
 
 @pytest.mark.parametrize("kind", ["moto"])
 def test_moto_fallback_serves_s3(tmp_path, kind):
-    from ferry.dev.services import s3_service
+    from ferry_dev.services import s3_service
 
     service, endpoint = s3_service(tmp_path, kind)
     service.start()

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ferry.adapters.mlflow import Registry
-from ferry.dev.kwokstages import run_seconds_default
+from ferry_dev.kwokstages import run_seconds_default
 from ferry.status import find_condition
 from support.cluster import IMAGE
 from support.objects import apply_manifests, get_resource

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ferry.dev.services import BUCKET
+from ferry_dev.services import BUCKET
 from ferry.examples import data as synthetic
 from ferry.status import find_condition
 from support.cluster import IMAGE

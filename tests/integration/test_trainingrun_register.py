@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ferry.adapters.mlflow import Registry
-from ferry.dev.services import BUCKET
+from ferry_dev.services import BUCKET
 from ferry.status import find_condition
 from support.cluster import IMAGE
 from support.objects import apply, get

@@ -14,8 +14,8 @@ from pathlib import Path
 import requests
 from kubernetes import client
 
-from ferry.dev.controlplane import LocalCluster, pod_security_namespace
-from ferry.dev.processes import free_port
+from ferry_dev.controlplane import LocalCluster, pod_security_namespace
+from ferry_dev.processes import free_port
 from support.waiting import wait_for
 
 

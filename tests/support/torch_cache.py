@@ -20,7 +20,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
-from ferry.dev.netns import host_command
+from ferry_dev.netns import host_command
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_DEPENDENCIES = ("filelock", "typing-extensions", "sympy", "mpmath", "networkx", "jinja2",

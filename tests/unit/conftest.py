@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from ferry.dev.kwokstages import KWOK_DEFAULT_STAGES
+from ferry_dev.kwokstages import KWOK_DEFAULT_STAGES
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ferry import rbac
+from ferry.generate import rbac
 from ferry.config import OperatorConfig
-from ferry.dev.tools import CHART_DIR, KUBE_VERSION_FLAG, helm, render_chart
+from ferry_dev.tools import CHART_DIR, KUBE_VERSION_FLAG, helm, render_chart
 
 ROOT = CHART_DIR.parents[1]
 VALUES_FILES = sorted((CHART_DIR / "ci").glob("*.yaml"))

@@ -1,4 +1,4 @@
-"""The declared permissions (ferry/rbac.py) are exactly what the operator's code calls.
+"""The declared permissions (ferry/generate/rbac.py) are exactly what the operator's code calls.
 
 The Kubernetes adapter is the one door for the operator's API calls, so the calls are found by
 scanning the operator package: ``<ctx>.kube.get/list/delete("apiVersion", "Kind", ...)``,
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from ferry import rbac
+from ferry.generate import rbac
 from ferry.api import GROUP, KINDS
 from ferry.controllers.children import CHILD_RESOURCES
 
-PACKAGE = Path(rbac.__file__).parent
+PACKAGE = Path(rbac.__file__).parents[1]
 # Code that runs inside the operator process (pods run features/serving/drift with their own RBAC).
 OPERATOR_CODE = ("controllers", "reconcilers", "builders", "adapters", "leader.py", "status.py")
 ADAPTER_METHODS = {"get": ("get",), "list": ("list",), "delete": ("delete",)}
@@ -182,8 +182,9 @@ def test_builder_kinds_are_found():
 def test_declared_rules_are_exactly_what_the_operator_uses():
     declared = rbac.granted(rbac.WORKLOAD_RULES + rbac.CLUSTER_RULES)
     needed = code_needs() | kopf_needs()
-    assert sorted(needed - declared) == [], "used by the code but not granted: add it to ferry/rbac.py"
-    assert sorted(declared - needed) == [], "granted but unused: remove it from ferry/rbac.py"
+    assert sorted(needed - declared) == [], \
+        "used by the code but not granted: add it to ferry/generate/rbac.py"
+    assert sorted(declared - needed) == [], "granted but unused: remove it from ferry/generate/rbac.py"
 
 
 def test_leader_rules_match_the_lease_calls():

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from ferry.dev.controlplane import (
+from ferry_dev.controlplane import (
     GPU_RESOURCE, KWOK_NODE_ANNOTATION, binaries_dir, default_fleet, kwok_node, kwokctl_config,
     read_pins)
 

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from ferry.api import KINDS
-from ferry.api.crdgen import check_crds, generate_crds, structural, write_crds
+from ferry.generate.crds import check_crds, generate_crds, structural, write_crds
 
 REPO = Path(__file__).resolve().parents[2]
 FORBIDDEN = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "const", "title", "not"}

@@ -1,4 +1,4 @@
-"""The demo flow of ``ferry dev up --examples`` and what ``ferry dev down`` keeps, without a cluster."""
+"""The demo flow of ``ferry-dev up --examples`` and what ``ferry-dev down`` keeps, without a cluster."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.dev import devenv
+from ferry_dev import devenv
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 
@@ -68,7 +68,7 @@ def test_down_says_what_it_keeps_and_how_to_wipe_it(tmp_path, monkeypatch):
     assert "services/mlflow.db" in report and "model registry" in report
     assert "services/seaweedfs" in report and "S3 data" in report
     assert "prometheus-data" not in report  # only what is there
-    assert "ferry dev down --wipe" in report and f"rm -rf {state_dir}" in report
+    assert "ferry-dev down --wipe" in report and f"rm -rf {state_dir}" in report
     assert str(tmp_path / "cache" / "bin") in report
     assert "Nothing kept" in devenv.after_down(tmp_path / "absent")
 

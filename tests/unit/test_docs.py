@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ferry import packaging
+from ferry.generate import packaging
 from ferry.api import KINDS
-from ferry.api.crdgen import crd
-from ferry.docs import reference_markdown
+from ferry.generate.crds import crd
+from ferry.generate.docs import reference_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -60,6 +60,6 @@ def test_pages_link_to_files_that_exist(page):
 
 def test_tutorial_follows_the_fraud_example():
     text = (DOCS / "tutorial.md").read_text()
-    assert text.index("ferry dev up") < text.index("features-v2.yaml") < text.index("training.yaml") \
+    assert text.index("ferry-dev up") < text.index("features-v2.yaml") < text.index("training.yaml") \
         < text.index("serving.yaml") < text.index("Retrain on drift")
     assert "status.drift" in text and "status.retrain" in text

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from lupa import lua51
 
-from ferry import packaging
+from ferry.generate import packaging
 from ferry.api import KINDS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.dev import image
+from ferry_dev import image
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERIGNORE = (ROOT / ".dockerignore").read_text()
@@ -26,7 +26,8 @@ def repo(tmp_path) -> Path:
         "Makefile": "all:\n",
         "operator/ferry/__init__.py": "",
         "operator/ferry/cli.py": "def main():\n    return 0\n",
-        "operator/ferry/dev/pins.env": "KUBE_VERSION=v1.31.0\n",
+        "operator/ferry/examples/data.csv": "a,b\n",
+        "dev/ferry_dev/pins.env": "KUBE_VERSION=v1.31.0\n",
         "tests/unit/test_x.py": "def test_x():\n    pass\n",
         "docs/index.md": "docs\n",
     }
@@ -46,7 +47,7 @@ def test_the_context_is_what_the_dockerfile_copies_after_dockerignore(repo):
     assert image.copy_sources(DOCKERFILE) == ["pyproject.toml", "README.md", "operator"]
     assert sorted(image.context_files(repo)) == [
         "README.md", "operator/ferry/__init__.py", "operator/ferry/cli.py",
-        "operator/ferry/dev/pins.env", "pyproject.toml"]
+        "operator/ferry/examples/data.csv", "pyproject.toml"]
 
 
 def test_the_key_is_stable(repo):
@@ -65,15 +66,15 @@ def test_a_changed_context_file_changes_the_key(repo, path):
 
 def test_a_removed_context_file_and_an_executable_bit_change_the_key(repo):
     before = key(repo)
-    (repo / "operator/ferry/dev/pins.env").chmod(0o755)
+    (repo / "operator/ferry/examples/data.csv").chmod(0o755)
     chmod = key(repo)
-    (repo / "operator/ferry/dev/pins.env").unlink()
+    (repo / "operator/ferry/examples/data.csv").unlink()
     assert len({before, chmod, key(repo)}) == 3
 
 
 @pytest.mark.parametrize("path", ["tests/unit/test_x.py", "tests/unit/test_new.py", "docs/index.md",
                                   "operator/ferry/__pycache__/cli.cpython-311.pyc",
-                                  "operator/ferry/dev/stale.pyc", ".venv/bin/python",
+                                  "dev/ferry_dev/pins.env", ".venv/bin/python",
                                   "Makefile", "notes.txt"])
 def test_an_ignored_or_uncopied_file_does_not_change_the_key(repo, path):
     before = key(repo)

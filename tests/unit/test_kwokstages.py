@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ferry.dev.controlplane import binaries_dir, kwokctl_config
-from ferry.dev.kwokstages import (
+from ferry_dev.controlplane import binaries_dir, kwokctl_config
+from ferry_dev.kwokstages import (
     DEFAULT_RUN_SECONDS, KWOK_DEFAULT_STAGES, RUN_SECONDS_ANNOTATION, RUN_SECONDS_ENV, kwok_stages,
     pod_complete_stage)
 

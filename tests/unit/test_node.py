@@ -3,9 +3,9 @@
 import tomllib
 from pathlib import Path
 
-from ferry.dev import netns
-from ferry.dev.controlplane import kwokctl_config, pod_security_namespace
-from ferry.dev.node import (
+from ferry_dev import netns
+from ferry_dev.controlplane import kwokctl_config, pod_security_namespace
+from ferry_dev.node import (
     COREDNS_PORT, KUBELET_KERNEL_DEFAULTS, PAUSE_IMAGE, cni_conflist,
     containerd_config, coredns_manifests, kube_proxy_config, kubelet_config, kubelet_wrapper,
     node_binaries_dir)

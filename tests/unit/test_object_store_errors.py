@@ -5,7 +5,7 @@ import pytest
 from botocore.config import Config
 
 from ferry.adapters.s3 import ObjectStore, ObjectStoreUnavailable
-from ferry.dev.processes import free_port
+from ferry_dev.processes import free_port
 
 
 def store(**credentials) -> ObjectStore:

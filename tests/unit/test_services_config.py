@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from ferry.dev.services import (
+from ferry_dev.services import (
     ACCESS_KEY, SEAWEED_COMPONENTS, client_env, prometheus_config, seaweed_command,
     seaweed_identities)
 
@@ -42,7 +42,7 @@ def test_client_env_names_every_endpoint():
 
 
 def test_pods_job_discovers_annotated_running_pods_through_the_apiserver():
-    from ferry.dev.services import pods_job
+    from ferry_dev.services import pods_job
 
     job = pods_job(Path("/kubeconfig"))
     assert job["kubernetes_sd_configs"] == [{"role": "pod", "kubeconfig_file": "/kubeconfig"}]

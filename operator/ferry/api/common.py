@@ -1,8 +1,8 @@
 """Types shared by the four kinds.
 
 Models validate the raw Kubernetes JSON (camelCase aliases, unknown fields rejected) and are the
-single source of truth for the CRD schemas (``crdgen``). Cross-field rules are declared next to the
-fields as CEL ``x-kubernetes-validations`` so the apiserver enforces them too.
+single source of truth for the CRD schemas (``ferry.generate.crds``). Cross-field rules are
+declared next to the fields as CEL ``x-kubernetes-validations`` so the apiserver enforces them too.
 """
 
 from __future__ import annotations

@@ -8,11 +8,11 @@ of that this module adds what Ferry needs:
 - simulated KWOK nodes: CPU nodes tainted ``kwok.x-k8s.io/node=fake:NoSchedule`` and GPU nodes with
   ``nvidia.com/gpu`` capacity, the usual GPU labels and the ``nvidia.com/gpu:NoSchedule`` taint. kwok
   manages only nodes annotated ``kwok.x-k8s.io/node=fake``;
-- with ``real_node``, a real node (``ferry.dev.node``: containerd, runc, CNI, kubelet,
+- with ``real_node``, a real node (``ferry_dev.node``: containerd, runc, CNI, kubelet,
   kube-proxy, CoreDNS) without taints, so every ordinary pod lands there and really runs from its
   image; pods for the simulated fleet tolerate the taints above.
 
-Inside the harness network namespace (``ferry.dev.netns``) the components bind every address
+Inside the harness network namespace (``ferry_dev.netns``) the components bind every address
 (``0.0.0.0``: only that namespace has them) and the apiserver advertises the node IP, which its
 certificate names together with the ``kubernetes`` Service IP, so pods reach it through
 kube-proxy. Admission control is on (kwokctl turns it off by default), as on any real cluster:
@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from ferry.dev.processes import alive, wait_until
+from ferry_dev.processes import alive, wait_until
 
 if TYPE_CHECKING:
-    from ferry.dev.node import RealNode
+    from ferry_dev.node import RealNode
 
 DEV_DIR = Path(__file__).resolve().parent
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -82,10 +82,10 @@ def kwokctl_config(bin_dir: Path, kube_version: str, bind_address: str = "127.0.
     """kwokctl configuration: our binaries, bound to ``bind_address`` (loopback, or every address
     inside the harness namespace: kwokctl's components reach each other on 127.0.0.1), the
     apiserver advertising ``advertise_address`` (the node IP there), admission on, kwok limited to
-    annotated nodes, and the stages of ``ferry.dev.kwokstages`` (Job pods on KWOK nodes take
+    annotated nodes, and the stages of ``ferry_dev.kwokstages`` (Job pods on KWOK nodes take
     time)."""
-    from ferry.dev import netns
-    from ferry.dev.kwokstages import kwok_stages
+    from ferry_dev import netns
+    from ferry_dev.kwokstages import kwok_stages
 
     advertise_address = advertise_address or bind_address
     apiserver_args = [
@@ -177,7 +177,7 @@ class LocalCluster:
     """The control plane, KWOK nodes and (with ``real_node``) the real node.
 
     ``state_dir`` holds kwokctl's work dir, the node's state, and ``cluster.json``
-    with what ``ferry dev status|down`` needs from another process.
+    with what ``ferry-dev status|down`` needs from another process.
     """
 
     state_dir: Path
@@ -242,7 +242,7 @@ class LocalCluster:
         return self
 
     def _start_real_node(self, timeout: float) -> None:
-        from ferry.dev.node import RealNode, ensure_node_binaries
+        from ferry_dev.node import RealNode, ensure_node_binaries
 
         self.node = RealNode(self.state_dir / "node", self.kubeconfig, self.pki_dir,
                              bin_dir=ensure_node_binaries())
@@ -253,7 +253,7 @@ class LocalCluster:
             raise
 
     def _start_cluster_dns(self, timeout: float) -> None:
-        from ferry.dev.node import coredns_manifests
+        from ferry_dev.node import coredns_manifests
 
         self.kubectl("apply", "-f", "-",
                      input=yaml.safe_dump_all(coredns_manifests(self.node.coredns_image())))
@@ -268,7 +268,7 @@ class LocalCluster:
     def stop(self) -> None:
         state = self._load_state()
         if self.node is not None or state.get("realNode"):
-            from ferry.dev.node import RealNode
+            from ferry_dev.node import RealNode
 
             node = self.node or RealNode(self.state_dir / "node", self.kubeconfig, self.pki_dir,
                                          bin_dir=Path(state["realNode"]["binDir"]))

@@ -1,4 +1,4 @@
-"""``ferry dev up|down|status|env|shell``: the whole local environment in one state directory.
+"""``ferry-dev up|down|status|env|shell``: the whole local environment in one state directory.
 
 ``up`` builds (or reuses) the control-plane and node binaries and Ferry's image, starts the cluster
 (KWOK nodes and the real node) inside the environment's network namespace, installs the CRDs,
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from ferry.dev import netns
-from ferry.dev.controlplane import (LocalCluster, binaries_dir, ensure_binaries,
+from ferry_dev import netns
+from ferry_dev.controlplane import (LocalCluster, binaries_dir, ensure_binaries,
                                     pod_security_namespace)
-from ferry.dev.processes import alive, stop_process_group, wait_until
+from ferry_dev.processes import alive, stop_process_group, wait_until
 
 
 # The environment's network namespace; tests that run a second environment name their own.
@@ -32,7 +32,7 @@ def default_state_dir() -> Path:
 
 
 def install_crds(cluster: LocalCluster) -> None:
-    from ferry.api.crdgen import generate_crds
+    from ferry.generate.crds import generate_crds
 
     documents = yaml.safe_dump_all(list(generate_crds().values()), sort_keys=False)
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=documents)
@@ -115,7 +115,7 @@ def apply_examples(cluster: LocalCluster, directory: Path, wait: bool, timeout: 
     wait_until(all_observed, timeout, "the operator to reconcile the examples")
 
 
-# --- the demo: `ferry dev up --operator --examples DIR` with the services --------------------
+# --- the demo: `ferry-dev up --operator --examples DIR` with the services --------------------
 
 APPROVER_ENV = "FERRY_DEMO_APPROVER"
 DEMO_TIMEOUT = 600.0  # per step; the first run of a pod may load its image
@@ -159,8 +159,8 @@ def run_examples(cluster: LocalCluster, directory: Path, env: dict[str, str] | N
                 run_demo(cluster, directory, env)
             except DemoError as error:
                 print(f"demo: FAILED: {error}\nThe environment stays up for a look "
-                      f"(ferry dev shell -- kubectl get mlops,events -n {DEMO_NAMESPACE}); "
-                      "`ferry dev down` stops it.", file=sys.stderr, flush=True)
+                      f"(ferry-dev shell -- kubectl get mlops,events -n {DEMO_NAMESPACE}); "
+                      "`ferry-dev down` stops it.", file=sys.stderr, flush=True)
                 raise SystemExit(1) from None
             return
     apply_examples(cluster, directory, wait=with_operator)
@@ -197,7 +197,7 @@ def wait_for_status(cluster: LocalCluster, kind: str, name: str, done, what: str
 
 
 def forget_earlier_champion(env: dict[str, str], model: str) -> None:
-    """The MLflow registry outlives ``ferry dev down``: a ``champion`` alias left by an earlier
+    """The MLflow registry outlives ``ferry-dev down``: a ``champion`` alias left by an earlier
     demo points at a version that nothing in this new cluster serves. Drop the alias (the versions
     stay) so ``beatChampion`` gives the same verdict on every run, and say so."""
     from ferry.adapters.mlflow import CHAMPION, Registry
@@ -290,7 +290,7 @@ def register_gate_approve(cluster: LocalCluster, version: dict, approver: str) -
         demo_log("approved", f"ModelVersion {name}: {condition_message(status, 'Approved')}")
         return status
     command = [sys.executable, "-m", "ferry", "approve", f"mv/{name}", "--by", approver,
-               "--comment", "approved in the demo (ferry dev up --examples)",
+               "--comment", "approved in the demo (ferry-dev up --examples)",
                "-n", DEMO_NAMESPACE, "--kubeconfig", str(cluster.kubeconfig)]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     status = wait_for_status(
@@ -399,7 +399,7 @@ KEPT = (("services/mlflow.db", "MLflow tracking and model registry (runs, versio
 def after_down(state_dir: Path, wipe: bool = False) -> str:
     """What ``down`` left for the next ``up`` and how to wipe it; with ``wipe``, delete the state
     directory (never the build cache, which only makes the next start faster)."""
-    from ferry.dev.controlplane import cache_root
+    from ferry_dev.controlplane import cache_root
 
     cache = f"build cache kept: {cache_root() / 'bin'} (delete it to rebuild the binaries)"
     if wipe:
@@ -408,9 +408,9 @@ def after_down(state_dir: Path, wipe: bool = False) -> str:
     if not kept:
         return f"Nothing kept in {state_dir}; {cache}."
     width = max(len(name) for name, _ in kept)
-    return "\n".join([f"Kept in {state_dir} for the next `ferry dev up`:",
+    return "\n".join([f"Kept in {state_dir} for the next `ferry-dev up`:",
                       *(f"  {name:<{width}}  {what}" for name, what in kept),
-                      f"Start from nothing: ferry dev down --wipe (or rm -rf {state_dir}); {cache}."])
+                      f"Start from nothing: ferry-dev down --wipe (or rm -rf {state_dir}); {cache}."])
 
 
 def wipe_state(state_dir: Path) -> str:
@@ -418,7 +418,7 @@ def wipe_state(state_dir: Path) -> str:
     Prometheus data and logs go with it."""
     import shutil
 
-    from ferry.dev.controlplane import cache_root
+    from ferry_dev.controlplane import cache_root
 
     target = state_dir.resolve()
     if not target.exists():
@@ -449,7 +449,7 @@ def up(state_dir: Path, with_services: bool, with_operator: bool,
     state_dir.mkdir(parents=True, exist_ok=True)
     if _load(state_dir):
         down(state_dir)  # start clean: a half-dead environment from a killed session
-    from ferry.dev.image import ensure_ferry_image
+    from ferry_dev.image import ensure_ferry_image
 
     bin_dir = ensure_binaries()
     image = ensure_ferry_image()
@@ -463,7 +463,7 @@ def up(state_dir: Path, with_services: bool, with_operator: bool,
     _save(state_dir, state)
     install_crds(cluster)
     if with_services:
-        from ferry.dev.services import DevServices
+        from ferry_dev.services import DevServices
 
         services = DevServices(state_dir / "services", host=netns.NODE_IP)
         services.start()
@@ -485,7 +485,7 @@ def down(state_dir: Path) -> None:
     if pid := state.get("operatorPid"):
         stop_process_group(pid)
     if state.get("services"):
-        from ferry.dev.services import DevServices
+        from ferry_dev.services import DevServices
 
         DevServices.stop_from_state(Path(state["services"]))
     LocalCluster(Path(state.get("clusterDir", state_dir / "cluster"))).stop()
@@ -519,7 +519,7 @@ def shell(state_dir: Path, command: list[str]) -> int:
     client variables: the cluster, its Service IPs and the services exist only there."""
     state = _load(state_dir)
     if not state or not netns.path(DEV_NETNS).exists():
-        print("the dev environment is not running (make demo, or ferry dev up)", file=sys.stderr)
+        print("the dev environment is not running (make demo, or ferry-dev up)", file=sys.stderr)
         return 1
     command = command[1:] if command[:1] == ["--"] else command
     argv = netns.exec_argv(DEV_NETNS, command or [os.environ.get("SHELL", "bash")])
@@ -544,10 +544,10 @@ def main(args) -> int:
             cluster = LocalCluster(Path(state["clusterDir"]))
             print(cluster.kubectl("get", "mlops", "-A").stdout)
         print("The cluster lives in its own network namespace; reach it with")
-        print("  ferry dev shell                       # a shell with KUBECONFIG and the services")
-        print("  ferry dev shell -- kubectl get mlops -A")
-        print("  ferry dev shell -- kubectl get pods -n ferry-demo; "
-              "ferry dev shell -- kubectl logs -n ferry-demo POD")
+        print("  ferry-dev shell                       # a shell with KUBECONFIG and the services")
+        print("  ferry-dev shell -- kubectl get mlops -A")
+        print("  ferry-dev shell -- kubectl get pods -n ferry-demo; "
+              "ferry-dev shell -- kubectl logs -n ferry-demo POD")
     elif args.action == "down":
         down(state_dir)
         print("Ferry dev environment stopped.")

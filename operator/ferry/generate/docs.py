@@ -1,6 +1,6 @@
 """The field reference (``docs/reference.md``), generated from the same schemas as the CRDs.
 
-It walks each kind's structural schema (``crdgen``: the pydantic models after post-processing), so
+It walks each kind's structural schema (``generate.crds``: the pydantic models after post-processing), so
 what the page says is exactly what the apiserver enforces: types, defaults, bounds, enums and the
 CEL rules with their messages. ``ferry crds`` rewrites it; ``ferry crds --check`` fails when stale.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from ferry.api import API_VERSION, KINDS
-from ferry.api.crdgen import DEFAULT_MAX_ITEMS, DEFAULT_MAX_LENGTH, crd
+from ferry.generate.crds import DEFAULT_MAX_ITEMS, DEFAULT_MAX_LENGTH, crd
 
 BOUNDS = (("minimum", "≥"), ("maximum", "≤"), ("minLength", "min length "),
           ("maxLength", "max length "), ("minItems", "min items "), ("maxItems", "max items "))
@@ -44,7 +44,7 @@ def _details(schema: dict, required: bool) -> str:
         parts.append("one of " + ", ".join(f"`{value}`" for value in schema["enum"]))
     if "pattern" in schema:
         parts.append(f"pattern `{schema['pattern']}`")
-    # The generous bounds crdgen adds everywhere (for CEL cost) are noise here.
+    # The generous bounds generate.crds adds everywhere (for CEL cost) are noise here.
     parts += [f"{label}{schema[key]}" for key, label in BOUNDS
               if key in schema and schema[key] != AUTOMATIC_BOUNDS.get(key)]
     for rule in schema.get("x-kubernetes-validations", []):

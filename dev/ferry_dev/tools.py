@@ -6,7 +6,7 @@ rebuilds Kubernetes and vice versa. Helm's ``go.mod`` has no ``replace`` directi
 ``go install <module>@<version>`` works. Release builds stamp the version through ldflags; we do
 the same so ``helm version`` reports the pin instead of a bare major.minor.
 
-Run ``python -m ferry.dev.tools`` (``make helm``) to build it; prints the binary's path.
+Run ``python -m ferry_dev.tools`` (``make helm``) to build it; prints the binary's path.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from ferry.dev.controlplane import cache_root, read_pins
+from ferry_dev.controlplane import cache_root, read_pins
 
 HELM_MODULE = "helm.sh/helm/v3"
-CHART_DIR = Path(__file__).resolve().parents[3] / "charts" / "ferry"
+CHART_DIR = Path(__file__).resolve().parents[2] / "charts" / "ferry"
 # Helm's default capabilities claim Kubernetes v1.20; render for the version we run.
 KUBE_VERSION_FLAG = ("--kube-version", read_pins()["KUBE_VERSION"].lstrip("v"))
 

@@ -114,5 +114,5 @@ def host_command(argv: list[str]) -> tuple[list[str], tuple[int, ...]]:
 
 
 def exec_argv(name: str, argv: list[str]) -> list[str]:
-    """``argv`` run inside the namespace ``name`` from any shell (``ferry dev shell``)."""
+    """``argv`` run inside the namespace ``name`` from any shell (``ferry-dev shell``)."""
     return ["nsenter", f"--net={path(name)}", "--", *argv]

@@ -33,7 +33,7 @@ if [[ ! -f "$bin/coredns" ]]; then
   GOBIN="$bin" go install -trimpath -ldflags="-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
 fi
 echo "coredns built after $(( $(date +%s) - start ))s" >&2
-# --- the sandbox (pause) process, packed into a local image by ferry.dev.node.
+# --- the sandbox (pause) process, packed into a local image by ferry_dev.node.
 if [[ ! -f "$bin/pause" ]]; then
   pdir="$work/pause"; mkdir -p "$pdir"
   (

@@ -7,7 +7,7 @@
   Debian's is built without it), which discovers annotated pods through the apiserver, and the
   Pushgateway from Debian; the config also scrapes targets callers list in a file_sd file.
 
-``python -m ferry.dev.services --ensure-packages`` installs the Debian packages when missing.
+``python -m ferry_dev.services --ensure-packages`` installs the Debian packages when missing.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import yaml
 
-from ferry.dev.netns import host_command
-from ferry.dev.processes import free_port, stop_process_group
+from ferry_dev.netns import host_command
+from ferry_dev.processes import free_port, stop_process_group
 
 BUCKET = "ferry"
 REGION = "us-east-1"
@@ -39,7 +39,7 @@ DEV_DIR = Path(__file__).resolve().parent
 
 def ensure_prometheus() -> Path:
     """The Prometheus binary for the pinned version, built once into the cache."""
-    from ferry.dev.controlplane import cache_root, read_pins
+    from ferry_dev.controlplane import cache_root, read_pins
 
     binary = cache_root() / "bin" / f"prometheus-{read_pins()['PROMETHEUS_VERSION']}" / "prometheus"
     if not binary.exists():
@@ -332,7 +332,7 @@ class DevServices:
 
     @staticmethod
     def stop_from_state(state_dir: Path) -> None:
-        """Stop services started by another process (``ferry dev down``)."""
+        """Stop services started by another process (``ferry-dev down``)."""
         path = state_dir / "services.json"
         if path.exists():
             for pid in reversed(list(json.loads(path.read_text())["pids"].values())):
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                              "plugins, iptables and image tools from Debian when missing")
     args = parser.parse_args(argv)
     if args.ensure_packages:
-        from ferry.dev.node import DEBIAN_PACKAGES as NODE_PACKAGES
+        from ferry_dev.node import DEBIAN_PACKAGES as NODE_PACKAGES
 
         installed = ensure_debian_packages(DEBIAN_PACKAGES | NODE_PACKAGES)
         print(f"installed: {', '.join(installed)}" if installed else "Debian packages present")

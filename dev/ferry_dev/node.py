@@ -1,5 +1,5 @@
 """A real Kubernetes node for the local cluster: containerd + runc, CNI, kubelet, kube-proxy and
-CoreDNS, all inside the harness's network namespace (``ferry.dev.netns``).
+CoreDNS, all inside the harness's network namespace (``ferry_dev.netns``).
 
 The binaries come from ``build-node.sh`` (Go modules pinned in ``pins.env``; runc and the CNI
 plugins from Debian). What this machine needs, and why each setting is there:
@@ -16,7 +16,7 @@ plugins from Debian). What this machine needs, and why each setting is there:
 
 Pods run from images loaded into containerd from local OCI archives (nothing is pulled): the pause
 image and CoreDNS image are packed here from the built binaries, Ferry's image comes from
-``ferry.dev.image``. CoreDNS runs as a Deployment behind the ``kube-dns`` Service.
+``ferry_dev.image``. CoreDNS runs as a Deployment behind the ``kube-dns`` Service.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import yaml
 
-from ferry.dev import netns
-from ferry.dev.processes import free_port, stop_process_group, wait_until
+from ferry_dev import netns
+from ferry_dev.processes import free_port, stop_process_group, wait_until
 
 DEV_DIR = Path(__file__).resolve().parent
 NODE_NAME = "ferry-node"
@@ -54,11 +54,11 @@ KUBELET_KERNEL_DEFAULTS = {
 DEBIAN_PACKAGES = {RUNC: "runc", str(CNI_BIN_DIR / "bridge"): "containernetworking-plugins",
                    "/usr/sbin/iptables": "iptables", "/usr/sbin/conntrack": "conntrack",
                    "/usr/bin/umoci": "umoci", "/usr/bin/mmdebstrap": "mmdebstrap",
-                   "/usr/bin/buildah": "buildah"}
+                   "/usr/bin/buildah": "buildah", "/usr/bin/skopeo": "skopeo"}
 
 
 def node_binaries_dir(pins: dict[str, str] | None = None) -> Path:
-    from ferry.dev.controlplane import cache_root, read_pins
+    from ferry_dev.controlplane import cache_root, read_pins
 
     pins = pins or read_pins()
     key = (f"node-k8s-{pins['KUBE_VERSION']}_containerd-{pins['CONTAINERD_VERSION']}"
@@ -434,7 +434,7 @@ class RealNode:
             raise RuntimeError(f"containerd does not list {missing} after the import")
 
     def coredns_image(self) -> str:
-        from ferry.dev.controlplane import read_pins
+        from ferry_dev.controlplane import read_pins
 
         return f"{COREDNS_IMAGE_NAME}:{read_pins()['COREDNS_VERSION']}"
 

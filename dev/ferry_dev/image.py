@@ -22,7 +22,7 @@ build cannot end up in an image filed under another key. The ``RUN`` steps insta
 ``PIP_INDEX_URL``/``PIP_EXTRA_INDEX_URL`` reach pip through a pip.conf bind-mounted into the build
 stage's ``RUN`` steps only: nothing of it is in a layer the final image copies.
 
-Run ``python -m ferry.dev.image`` to build (or find) the image; it prints ``<reference> <archive>``.
+Run ``python -m ferry_dev.image`` to build (or find) the image; it prints ``<reference> <archive>``.
 Everything runs as root (mmdebstrap, buildah ``--isolation chroot``); the Debian packages are
 mmdebstrap, umoci, buildah and skopeo.
 """
@@ -48,10 +48,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ferry.dev.controlplane import cache_root
-from ferry.dev.netns import host_command
+from ferry_dev.controlplane import cache_root
+from ferry_dev.netns import host_command
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 SUITE = "bookworm"
 VARIANT = "minbase"
 BASE_PACKAGES = ("ca-certificates", "python-is-python3", "python3", "python3-venv")
@@ -710,7 +710,7 @@ def _prune(keep: ImageArchive) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ferry.dev.image", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m ferry_dev.image", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", action="store_true", help="only the base image: print its path")
     parser.add_argument("--key", action="store_true",
