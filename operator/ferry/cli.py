@@ -57,20 +57,43 @@ def _drift(args: argparse.Namespace) -> int:
 
 
 def _approve(args: argparse.Namespace) -> int:
-    """Record a human approval in the ModelVersion's spec (the Git-reviewable audit trail)."""
+    """Record a human approval in the ModelVersion's spec (the Git-reviewable audit trail).
+
+    The approver is the caller as the apiserver authenticates them (a SelfSubjectReview), which is
+    what the approval admission policy (``ferry.generate.admission``) requires ``approvedBy`` to
+    be. ``--by`` names someone else only where that policy is not installed (it refuses the change otherwise).
+    """
     from kubernetes import client, config
 
     kind, _, name = args.target.partition("/")
     if kind not in ("mv", "modelversion", "modelversions") or not name:
-        print("usage: ferry approve mv/NAME --by WHO [--comment TEXT]", file=sys.stderr)
+        print("usage: ferry approve mv/NAME [--by WHO] [--comment TEXT]", file=sys.stderr)
         return 2
-    api = client.CustomObjectsApi(config.new_client_from_config(config_file=args.kubeconfig))
+    api_client = config.new_client_from_config(config_file=args.kubeconfig)
     namespace = args.namespace or config.list_kube_config_contexts(args.kubeconfig)[1][
         "context"].get("namespace", "default")
-    approval = {"approvedBy": args.by, **({"comment": args.comment} if args.comment else {})}
-    api.patch_namespaced_custom_object("ferry.dev", "v1alpha1", namespace, "modelversions", name,
-                                       {"spec": {"approval": approval}})
-    print(f"modelversion.ferry.dev/{name} approved by {args.by}")
+    identity = client.AuthenticationV1Api(api_client).create_self_subject_review(
+        client.V1SelfSubjectReview()).status.user_info.username
+    approver = args.by or identity
+    if approver != identity:
+        print(f"ferry approve: approving as {approver!r} while authenticated as {identity!r}; "
+              "clusters with Ferry's approval policy refuse that", file=sys.stderr)
+    approval = {"approvedBy": approver, **({"comment": args.comment} if args.comment else {})}
+    try:
+        client.CustomObjectsApi(api_client).patch_namespaced_custom_object(
+            "ferry.dev", "v1alpha1", namespace, "modelversions", name, {"spec": {"approval": approval}})
+    except client.ApiException as error:
+        import json
+
+        reason = error.reason
+        if error.body:
+            try:
+                reason = json.loads(error.body).get("message", reason)
+            except ValueError:
+                reason = error.body
+        print(f"ferry approve: modelversion.ferry.dev/{name} not approved: {reason}", file=sys.stderr)
+        return 1
+    print(f"modelversion.ferry.dev/{name} approved by {approver}")
     return 0
 
 
@@ -114,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     approve = commands.add_parser("approve", help="approve a ModelVersion: ferry approve mv/NAME")
     approve.add_argument("target", help="mv/NAME")
-    approve.add_argument("--by", required=True, help="who approves (recorded in the audit trail)")
+    approve.add_argument("--by", help="who approves; default: you, as the apiserver authenticates "
+                         "you (the approval policy accepts nothing else)")
     approve.add_argument("--comment")
     approve.add_argument("--namespace", "-n")
     approve.add_argument("--kubeconfig")

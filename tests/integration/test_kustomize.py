@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOL_LABELS = {"helm.sh/chart", "app.kubernetes.io/managed-by"}
 # Kinds whose whole content matters (for the rest: metadata + spec).
 COMPARED_KINDS = {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
-                  "RoleBinding", "Service", "PodDisruptionBudget", "Lease"}
+                  "RoleBinding", "Service", "PodDisruptionBudget", "Lease",
+                  "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
 
 def kustomize(cluster, path: str) -> list[dict]:

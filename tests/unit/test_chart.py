@@ -44,6 +44,15 @@ def env(objects: list[dict]) -> dict[str, dict]:
     return {var["name"]: var for var in container(objects)["env"]}
 
 
+CLUSTER_SCOPED = ("ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy",
+                  "ValidatingAdmissionPolicyBinding")
+
+
+def operator_cluster_role(objects: list[dict]) -> dict:
+    (found,) = [r for r in by_kind(objects, "ClusterRole") if r["metadata"]["name"] == "ferry"]
+    return found
+
+
 def name_of(values: Path | None) -> str:
     return values.stem if values else "default"
 
@@ -63,7 +72,7 @@ def test_every_combination_renders_labelled_objects(values):
     for obj in objects:
         labels = obj["metadata"].get("labels", {})
         assert labels.keys() >= STANDARD_LABELS, f"{obj['kind']}/{obj['metadata']['name']}"
-        if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+        if obj["kind"] not in CLUSTER_SCOPED:
             assert obj["metadata"]["namespace"], obj["kind"]
 
 
@@ -127,7 +136,7 @@ def test_default_environment_matches_operator_defaults():
 
 def test_default_rbac_is_the_declared_rules_cluster_wide():
     objects = render()
-    cluster_role = one(objects, "ClusterRole")
+    cluster_role = operator_cluster_role(objects)
     assert cluster_role["rules"] == rbac.manifest_rules(rbac.CLUSTER_RULES + rbac.WORKLOAD_RULES)
     (leader,) = [r for r in by_kind(objects, "Role") if r["metadata"]["name"].endswith("leader-election")]
     assert leader["metadata"]["namespace"] == "ferry-system"
@@ -141,7 +150,7 @@ def test_default_rbac_is_the_declared_rules_cluster_wide():
 
 def test_namespaced_mode_grants_workload_rights_only_in_watched_namespaces():
     objects = render(CHART_DIR / "ci" / "namespaced-values.yaml")
-    assert one(objects, "ClusterRole")["rules"] == rbac.manifest_rules(
+    assert operator_cluster_role(objects)["rules"] == rbac.manifest_rules(
         rbac.CLUSTER_RULES + rbac.NAMESPACE_DISCOVERY_RULES)
     workload = [r for r in by_kind(objects, "Role") if not r["metadata"]["name"].endswith("election")]
     assert {r["metadata"]["namespace"] for r in workload} == {"ml-team", "ml-research"}

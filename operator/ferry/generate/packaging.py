@@ -7,6 +7,8 @@
 - ``crds/kustomization.yaml``: lets ``manifests/base`` include ``crds/`` (kustomize refuses single
   files outside its root, but accepts a directory with a kustomization);
 - ``charts/ferry/files/rbac-rules.yaml`` and the kustomize RBAC: from ``ferry.generate.rbac``;
+- ``charts/ferry/files/approval-policy.yaml`` and ``manifests/base/approval-policy.yaml``: the
+  approval admission policy and the approver ClusterRoles, from ``ferry.generate.admission``;
 - ``manifests/argocd/argocd-cm-health.yaml``: the ``argocd-cm`` entries for the Lua health checks;
 - ``docs/reference.md``: the field reference, from the pydantic models.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from ferry.generate import rbac
+from ferry.generate import admission, rbac
 from ferry.api import KINDS
 from ferry.generate.crds import generate_crds, render
 
@@ -111,6 +113,11 @@ def generated_files(root: Path) -> dict[Path, str]:
         [namespaced_cluster_role()], GENERATED.format(source=RBAC_SOURCE))
     files[Path("manifests/overlays/namespaced/roles.yaml")] = _dump_all(
         namespaced_roles(), GENERATED.format(source=RBAC_SOURCE))
+    admission_source = GENERATED.format(source="ferry/generate/admission.py")
+    files[CHART / "files/approval-policy.yaml"] = admission_source + yaml.safe_dump(
+        admission.chart_file(), sort_keys=False, width=100)
+    files[Path("manifests/base/approval-policy.yaml")] = _dump_all(
+        admission.manifests(), admission_source)
     files[Path("manifests/argocd/argocd-cm-health.yaml")] = health_snippet(root)
     files[Path("docs/reference.md")] = reference_markdown()
     return files
