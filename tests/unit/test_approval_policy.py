@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from ferry.generate import admission
-from ferry.dev.tools import CHART_DIR, render_chart
+from ferry_dev.tools import CHART_DIR, render_chart
 
 ROOT = CHART_DIR.parents[1]
 POLICY_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
