@@ -13,7 +13,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from ferry.dev.processes import free_port
+from ferry_dev.processes import free_port
 
 COLUMNS = [f"f{i}" for i in range(4)]
 
