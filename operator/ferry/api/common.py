@@ -88,11 +88,6 @@ class StatusModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
-class SecretKeyRef(ApiModel):
-    name: Name
-    key: Annotated[str, Field(min_length=1, max_length=253)]
-
-
 class SecretRef(ApiModel):
     """A Secret in the object's namespace; credentials never appear in a spec."""
 

@@ -143,7 +143,6 @@ def server_env(owner: dict, spec: InferenceServiceSpec, model: ServedModel, serv
         "FERRY_PORT": str(spec.runtime.port),
         "FERRY_GRPC_PORT": str(GRPC_PORT),
         "FERRY_WORKERS": workers(spec),
-        "FERRY_INFERENCE_SERVICE": meta["name"],
         "MLFLOW_TRACKING_URI": serving.mlflow_uri,
         "AWS_ENDPOINT_URL_S3": serving.s3_endpoint,
         "MLFLOW_S3_ENDPOINT_URL": serving.s3_endpoint,

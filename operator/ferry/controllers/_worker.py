@@ -27,7 +27,6 @@ from ferry.adapters.s3 import ObjectStore
 from ferry.api import GROUP, VERSION, KindInfo
 from ferry.config import OperatorConfig
 from ferry.observability.metrics import PHASES, WORKQUEUE_DEPTH, track_reconcile
-from ferry.reconcilers.accept import accept
 from ferry.reconcilers.outcome import Outcome
 
 MAX_BACKOFF = 300.0
@@ -282,11 +281,3 @@ def register(info: KindInfo, reconcile: Reconcile) -> None:
         controllers.start(memo.ctx)
         controllers.observe(info, event.get("type"), body)
 
-
-def accepting_reconcile(info: KindInfo) -> Reconcile:
-    """A reconcile that validates the spec and reports Accepted, for kinds without a capability."""
-
-    async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
-        return accept(info, body)[1]
-
-    return reconcile
