@@ -49,7 +49,8 @@ def test_every_derived_file_is_fresh():
     assert packaging.check(ROOT) == []
 
 
-@pytest.mark.parametrize("page", ["README.md", "concepts.md", "tutorial.md", "install.md"])
+@pytest.mark.parametrize("page", ["README.md", "concepts.md", "tutorial.md", "install.md",
+                                  "architecture.md"])
 def test_pages_link_to_files_that_exist(page):
     text = (DOCS / page).read_text()
     for target in re.findall(r"\]\(([^)#:]+)\)", text):
