@@ -156,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (env FERRY_PORT, default 8080)")
     serve.add_argument("--grpc-port", type=int,
                        help="Open Inference v2 gRPC port (env FERRY_GRPC_PORT, default 8081, 0: off)")
-    serve.add_argument("--workers", type=int, help="server processes (env FERRY_WORKERS, default: "
-                       "the CPUs available, e.g. the container's CPU limit)")
+    serve.add_argument("--workers", help="server processes, or auto for the CPUs available "
+                       "(env FERRY_WORKERS, default 1)")
     serve.add_argument("--model-name", help="name in metrics, logs and /v2 (env FERRY_MODEL_NAME)")
     serve.add_argument("--model-version", help="version label (env FERRY_MODEL_VERSION)")
     serve.add_argument("--log-format", choices=["json", "text"])

@@ -40,6 +40,13 @@ def web_deployment(namespace: str, image: str) -> list[dict]:
     ]
 
 
+def answered(url: str) -> requests.Response | None:
+    try:
+        return requests.get(url, timeout=10)
+    except requests.ConnectionError:
+        return None
+
+
 def ready_pod(cluster, namespace: str, selector: str) -> dict:
     def find():
         pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l", selector,
@@ -73,7 +80,10 @@ def test_ferry_image_serves_through_a_service_with_dns_logs_and_exec(cluster, na
 
     # The Service's ClusterIP through kube-proxy, from the test client.
     service = get_resource(cluster, namespace, "service", "web")
-    answer = requests.get(f"http://{service['spec']['clusterIP']}/", timeout=10)
+    # A Ready pod is in the EndpointSlice before kube-proxy has written its rules (until then the
+    # ClusterIP refuses): wait for the rules, then the answer must be right.
+    answer = wait_for(lambda: answered(f"http://{service['spec']['clusterIP']}/"), timeout=60,
+                      message="the Service's ClusterIP answers through kube-proxy")
     assert answer.status_code == 200 and "bin/" in answer.text
 
     # The EndpointSlice controller's slice names the pod's IP.

@@ -115,8 +115,7 @@ def resources(spec: InferenceServiceSpec) -> dict:
 
 def workers(spec: InferenceServiceSpec) -> str | None:
     """FERRY_WORKERS from the container's CPU (Ferry sets it as a request, not a limit, to avoid
-    CFS throttling): whole CPUs rounded up, at least 1. Without one the server counts the CPUs it
-    may use itself (cgroup quota, affinity)."""
+    CFS throttling): whole CPUs rounded up, at least 1. Without one the server runs one process."""
     cpu = spec.runtime.resources.cpu
     if cpu is None:
         return None

@@ -50,7 +50,9 @@ class ServeConfig:
         FERRY_PREDICTION_LOG_MAX_ROWS, FERRY_PREDICTION_BUCKETS, FERRY_MIRROR_URL,
         FERRY_MIRROR_PERCENT, FERRY_MIRROR_QUEUE_SIZE, FERRY_MAX_BATCH_ROWS,
         FERRY_SHUTDOWN_TIMEOUT_SECONDS, FERRY_SHUTDOWN_DELAY_SECONDS, FERRY_GRPC_PORT (0 turns gRPC
-        off), FERRY_WORKERS (default: the CPUs this process may use, see ``available_cpus``).
+        off), FERRY_WORKERS (default 1: one process, whose
+        readiness turns 503 while the model loads; ``auto``: the CPUs this process may use, see
+        ``available_cpus``; a pool opens its ports only once the model is loaded).
         """
         env = os.environ if env is None else env
 
@@ -79,7 +81,7 @@ class ServeConfig:
             port=_number(pick("port", "FERRY_PORT", 8080), "FERRY_PORT", int, 0, 65535),
             grpc_port=_number(pick("grpc_port", "FERRY_GRPC_PORT", 8081), "FERRY_GRPC_PORT", int, 0,
                               65535),
-            workers=_number(pick("workers", "FERRY_WORKERS", None) or available_cpus(),
+            workers=_number(_workers(pick("workers", "FERRY_WORKERS", None)),
                             "FERRY_WORKERS", int, 1, 256),
             prediction_log_uri=log_uri.rstrip("/") if log_uri else None,
             prediction_sample_rate=_number(env.get("FERRY_PREDICTION_SAMPLE_RATE") or 0.1,
@@ -125,6 +127,13 @@ class ServeConfig:
             "FERRY_SHUTDOWN_DELAY_SECONDS": self.shutdown_delay_seconds,
         }
         return {name: str(value) for name, value in values.items() if value is not None}
+
+
+def _workers(value) -> int | str:
+    """An explicit count, ``auto`` (the CPUs available), or one process when unset."""
+    if value is None or value == "":
+        return 1
+    return available_cpus() if str(value) == "auto" else value
 
 
 def available_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
