@@ -105,7 +105,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         config = ServeConfig.from_env(model_uri=args.model_uri, host=args.host, port=args.port,
-                                      model_name=args.model_name, model_version=args.model_version)
+                                      model_name=args.model_name, model_version=args.model_version,
+                                      grpc_port=args.grpc_port, workers=args.workers)
     except ConfigError as error:
         print(f"ferry serve: {error}", file=sys.stderr)
         return 2
@@ -153,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "s3://... or a path (env FERRY_MODEL_URI)")
     serve.add_argument("--host", help="address to bind (env POD_IP, default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port (env FERRY_PORT, default 8080)")
+    serve.add_argument("--grpc-port", type=int,
+                       help="Open Inference v2 gRPC port (env FERRY_GRPC_PORT, default 8081, 0: off)")
+    serve.add_argument("--workers", help="server processes, or auto for the CPUs available "
+                       "(env FERRY_WORKERS, default 1)")
     serve.add_argument("--model-name", help="name in metrics, logs and /v2 (env FERRY_MODEL_NAME)")
     serve.add_argument("--model-version", help="version label (env FERRY_MODEL_VERSION)")
     serve.add_argument("--log-format", choices=["json", "text"])

@@ -159,3 +159,20 @@ def test_custom_image_runs_its_own_command_and_long_names_stay_valid():
     long = "m" * 100
     assert len(label_value(long)) == 63 and label_value(long) != label_value(long + "x")
     assert len(deployment_name("fraud", long)) <= 63
+
+
+
+def test_workers_follow_the_containers_cpu_and_the_service_exposes_grpc():
+    for cpu, expected in [("500m", "1"), ("2", "2"), ("1500m", "2")]:
+        wanted = spec(runtime={"resources": {"cpu": cpu}})
+        children = by_kind(build_children(OWNER, wanted, canary_plan(), SERVING))
+        assert env_of(children["Deployment"]["fraud-fraud-1"])["FERRY_WORKERS"] == expected
+    children = by_kind(build_children(OWNER, spec(), canary_plan(), SERVING))
+    deployment = children["Deployment"]["fraud-fraud-1"]
+    assert "FERRY_WORKERS" not in env_of(deployment)  # the server counts its CPUs itself
+    assert env_of(deployment)["FERRY_GRPC_PORT"] == "8081"
+    ports = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert {"name": "grpc", "containerPort": 8081, "protocol": "TCP"} in ports
+    service_ports = children["Service"]["fraud"]["spec"]["ports"]
+    assert [(p["name"], p["port"], p["targetPort"]) for p in service_ports] == [
+        ("http", 8080, "http"), ("grpc", 8081, "grpc")]

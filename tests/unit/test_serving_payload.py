@@ -143,7 +143,8 @@ def test_bad_invocations_payloads_name_the_problem(body, content_type, message):
 
 
 def v2(inputs, model=MODEL, **extra):
-    return parse_v2_infer(json.dumps({"inputs": inputs, **extra}).encode(), model)
+    parsed = parse_v2_infer(json.dumps({"inputs": inputs, **extra}).encode(), model)
+    return parsed.frame, parsed.id
 
 
 def tensor(name, shape, datatype, data):

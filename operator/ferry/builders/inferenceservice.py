@@ -16,6 +16,7 @@ Names (deterministic, so a restarted operator finds everything again):
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 from ferry.api.inferenceservice import InferenceServiceSpec, ServedModel
@@ -30,6 +31,7 @@ SERVICE_LABEL = "ferry.dev/inferenceservice"
 SERVE_COMMAND = ["ferry", "serve"]
 READY_PATH = "/v2/health/ready"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
+GRPC_PORT = 8081  # Open Inference v2 gRPC, next to HTTP, as KServe and MLServer do
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,17 @@ def resources(spec: InferenceServiceSpec) -> dict:
     return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
 
 
+def workers(spec: InferenceServiceSpec) -> str | None:
+    """FERRY_WORKERS from the container's CPU (Ferry sets it as a request, not a limit, to avoid
+    CFS throttling): whole CPUs rounded up, at least 1. Without one the server runs one process."""
+    cpu = spec.runtime.resources.cpu
+    if cpu is None:
+        return None
+    text = str(cpu)
+    cores = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    return str(max(1, math.ceil(cores)))
+
+
 def tolerations(spec: InferenceServiceSpec) -> list[dict]:
     result = list(spec.tolerations)
     if spec.runtime.resources.gpus and not any(t.get("key") == GPU for t in result):
@@ -127,6 +140,8 @@ def server_env(owner: dict, spec: InferenceServiceSpec, model: ServedModel, serv
         "FERRY_MODEL_NAME": model.model_name,
         "FERRY_MODEL_VERSION": model.mlflow_version,
         "FERRY_PORT": str(spec.runtime.port),
+        "FERRY_GRPC_PORT": str(GRPC_PORT),
+        "FERRY_WORKERS": workers(spec),
         "MLFLOW_TRACKING_URI": serving.mlflow_uri,
         "AWS_ENDPOINT_URL_S3": serving.s3_endpoint,
         "MLFLOW_S3_ENDPOINT_URL": serving.s3_endpoint,
@@ -153,7 +168,8 @@ def container(owner: dict, spec: InferenceServiceSpec, model: ServedModel, servi
         "name": "server",
         "image": runtime.image or serving.image,
         "env": server_env(owner, spec, model, serving, mirror),
-        "ports": [{"name": "http", "containerPort": runtime.port, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": runtime.port, "protocol": "TCP"},
+                  {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"}],
         "readinessProbe": runtime.readiness_probe or {
             "httpGet": {"path": READY_PATH, "port": runtime.port},
             "periodSeconds": 2, "failureThreshold": 3, "timeoutSeconds": 2},
@@ -217,7 +233,9 @@ def build_service(owner: dict, spec: InferenceServiceSpec, name: str,
         "spec": {"type": "ClusterIP",
                  "selector": pod_selector(owner["metadata"]["name"], model_version),
                  "ports": [{"name": "http", "port": spec.runtime.port, "targetPort": "http",
-                            "protocol": "TCP"}]},
+                            "protocol": "TCP"},
+                           {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc",
+                            "protocol": "TCP", "appProtocol": "kubernetes.io/h2c"}]},
     }
 
 

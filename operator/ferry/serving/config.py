@@ -25,6 +25,8 @@ class ServeConfig:
     model_version: str
     host: str = "0.0.0.0"
     port: int = 8080
+    grpc_port: int = 8081
+    workers: int = 1
     prediction_log_uri: str | None = None
     prediction_sample_rate: float = 0.1
     prediction_log_batch_rows: int = 1000
@@ -47,7 +49,10 @@ class ServeConfig:
         FERRY_PREDICTION_LOG_BATCH_ROWS, FERRY_PREDICTION_LOG_FLUSH_SECONDS,
         FERRY_PREDICTION_LOG_MAX_ROWS, FERRY_PREDICTION_BUCKETS, FERRY_MIRROR_URL,
         FERRY_MIRROR_PERCENT, FERRY_MIRROR_QUEUE_SIZE, FERRY_MAX_BATCH_ROWS,
-        FERRY_SHUTDOWN_TIMEOUT_SECONDS, FERRY_SHUTDOWN_DELAY_SECONDS.
+        FERRY_SHUTDOWN_TIMEOUT_SECONDS, FERRY_SHUTDOWN_DELAY_SECONDS, FERRY_GRPC_PORT (0 turns gRPC
+        off), FERRY_WORKERS (default 1: one process, whose
+        readiness turns 503 while the model loads; ``auto``: the CPUs this process may use, see
+        ``available_cpus``; a pool opens its ports only once the model is loaded).
         """
         env = os.environ if env is None else env
 
@@ -74,6 +79,10 @@ class ServeConfig:
             model_version=str(pick("model_version", "FERRY_MODEL_VERSION", default_version)),
             host=pick("host", "POD_IP", "0.0.0.0"),
             port=_number(pick("port", "FERRY_PORT", 8080), "FERRY_PORT", int, 0, 65535),
+            grpc_port=_number(pick("grpc_port", "FERRY_GRPC_PORT", 8081), "FERRY_GRPC_PORT", int, 0,
+                              65535),
+            workers=_number(_workers(pick("workers", "FERRY_WORKERS", None)),
+                            "FERRY_WORKERS", int, 1, 256),
             prediction_log_uri=log_uri.rstrip("/") if log_uri else None,
             prediction_sample_rate=_number(env.get("FERRY_PREDICTION_SAMPLE_RATE") or 0.1,
                                            "FERRY_PREDICTION_SAMPLE_RATE", float, 0, 1),
@@ -97,6 +106,47 @@ class ServeConfig:
             shutdown_delay_seconds=_number(env.get("FERRY_SHUTDOWN_DELAY_SECONDS") or 0,
                                            "FERRY_SHUTDOWN_DELAY_SECONDS", float, 0, None),
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes ``from_env`` return this config (the builder's side)."""
+        values = {
+            "FERRY_MODEL_URI": self.model_uri, "FERRY_MODEL_NAME": self.model_name,
+            "FERRY_MODEL_VERSION": self.model_version, "POD_IP": self.host,
+            "FERRY_PORT": self.port, "FERRY_GRPC_PORT": self.grpc_port,
+            "FERRY_WORKERS": self.workers,
+            "FERRY_PREDICTION_LOG_URI": self.prediction_log_uri,
+            "FERRY_PREDICTION_SAMPLE_RATE": self.prediction_sample_rate,
+            "FERRY_PREDICTION_LOG_BATCH_ROWS": self.prediction_log_batch_rows,
+            "FERRY_PREDICTION_LOG_FLUSH_SECONDS": self.prediction_log_flush_seconds,
+            "FERRY_PREDICTION_LOG_MAX_ROWS": self.prediction_log_max_rows,
+            "FERRY_PREDICTION_BUCKETS": ",".join(repr(b) for b in self.prediction_buckets),
+            "FERRY_MIRROR_URL": self.mirror_url, "FERRY_MIRROR_PERCENT": self.mirror_percent,
+            "FERRY_MIRROR_QUEUE_SIZE": self.mirror_queue_size,
+            "FERRY_MAX_BATCH_ROWS": self.max_batch_rows,
+            "FERRY_SHUTDOWN_TIMEOUT_SECONDS": self.shutdown_timeout_seconds,
+            "FERRY_SHUTDOWN_DELAY_SECONDS": self.shutdown_delay_seconds,
+        }
+        return {name: str(value) for name, value in values.items() if value is not None}
+
+
+def _workers(value) -> int | str:
+    """An explicit count, ``auto`` (the CPUs available), or one process when unset."""
+    if value is None or value == "":
+        return 1
+    return available_cpus() if str(value) == "auto" else value
+
+
+def available_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """Whole CPUs this process may use: the cgroup v2 quota (``cpu.max``, a container's CPU limit)
+    rounded up, capped by the CPUs the scheduler lets it run on; at least 1."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = open(os.path.join(cgroup_root, "cpu.max")).read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
 
 
 def names_from_uri(uri: str) -> tuple[str, str]:

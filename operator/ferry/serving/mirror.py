@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ferry.serving.sampling import Sampler
 
 log = logging.getLogger(__name__)
+
+FORWARDED = ("Content-Type", "Inference-Header-Content-Length")
 
 
 class Mirror:
@@ -39,11 +41,15 @@ class Mirror:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._work()) for _ in range(self._workers)]
 
-    def offer(self, path: str, body: bytes, content_type: str | None) -> bool:
+    def offer(self, path: str, body: bytes, headers: Mapping[str, str]) -> bool:
+        """Queue a copy of the request; its Content-Type and the binary tensor extension's
+        Inference-Header-Content-Length go along."""
         if not self.sampler.take():
             return False
+        forwarded = {name: headers[name] for name in FORWARDED if name in headers}
+        forwarded.setdefault("Content-Type", "application/json")
         try:
-            self._queue.put_nowait((path, body, content_type or "application/json"))
+            self._queue.put_nowait((path, body, forwarded))
         except asyncio.QueueFull:
             self._record("dropped")
             return False
@@ -61,10 +67,10 @@ class Mirror:
 
     async def _work(self) -> None:
         while True:
-            path, body, content_type = await self._queue.get()
+            path, body, headers = await self._queue.get()
             try:
                 async with self._session.post(self.url + path, data=body,
-                                              headers={"Content-Type": content_type}) as response:
+                                              headers=headers) as response:
                     await response.read()
                     result = "ok" if response.status < 500 else "error"
             except Exception as error:  # noqa: BLE001 - the candidate's failure is only counted

@@ -79,24 +79,83 @@ def _array(array: np.ndarray):
     return array.tolist()
 
 
-def v2_outputs(output: Any) -> list[dict]:
-    """Open Inference Protocol tensors: one per output column (or the whole 2-D array)."""
+def v2_arrays(output: Any) -> list[tuple[str, np.ndarray]]:
+    """The output as named Open Inference Protocol tensors: one per output column (or the whole
+    array, named ``predict``)."""
     import pandas as pd
 
     if isinstance(output, pd.DataFrame):
-        return [_v2_tensor(str(name), output[name].to_numpy()) for name in output.columns]
+        return [(str(name), output[name].to_numpy()) for name in output.columns]
     if isinstance(output, pd.Series):
-        return [_v2_tensor(str(output.name) if output.name is not None else "predict",
-                           output.to_numpy())]
+        return [(str(output.name) if output.name is not None else "predict", output.to_numpy())]
     if isinstance(output, dict):
-        return [_v2_tensor(str(key), np.asarray(value)) for key, value in output.items()]
-    return [_v2_tensor("predict", np.asarray(output))]
+        return [(str(key), np.asarray(value)) for key, value in output.items()]
+    return [("predict", np.asarray(output))]
 
 
-def _v2_tensor(name: str, array: np.ndarray) -> dict:
-    datatype = V2_NAMES.get(f"{array.dtype.kind}{array.dtype.itemsize}", "BYTES")
+def v2_datatype(array: np.ndarray) -> str:
+    return V2_NAMES.get(f"{array.dtype.kind}{array.dtype.itemsize}", "BYTES")
+
+
+def v2_outputs(output: Any) -> list[dict]:
+    """The JSON tensors of a v2 REST answer."""
+    return [v2_json_tensor(name, array) for name, array in v2_arrays(output)]
+
+
+def v2_json_tensor(name: str, array: np.ndarray) -> dict:
+    datatype = v2_datatype(array)
     data = _array(array.reshape(-1)) if datatype != "BYTES" else [_text(v) for v in array.reshape(-1)]
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
+
+
+def tensor_bytes(array: np.ndarray) -> bytes:
+    """The binary tensor extension's encoding: little-endian row-major values; BYTES elements
+    with a 4-byte little-endian length prefix each."""
+    datatype = v2_datatype(array)
+    if datatype != "BYTES":
+        return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    parts = []
+    for value in array.reshape(-1):
+        encoded = value if isinstance(value, bytes) else str(_text(value)).encode()
+        parts += [len(encoded).to_bytes(4, "little"), encoded]
+    return b"".join(parts)
+
+
+def select_outputs(arrays: list[tuple[str, np.ndarray]], requested) -> list[tuple[str, np.ndarray]]:
+    """The tensors a request asked for, in its order (all of them when it names none)."""
+    if requested is None:
+        return arrays
+    by_name = dict(arrays)
+    unknown = [item.name for item in requested if item.name not in by_name]
+    if unknown:
+        raise UnknownOutput(f"requested output {unknown[0]!r} is not an output of this model; "
+                            f"its outputs: {', '.join(by_name)}")
+    return [(item.name, by_name[item.name]) for item in requested]
+
+
+class UnknownOutput(ValueError):
+    """A request asked for an output the model does not have (HTTP 400)."""
+
+
+def v2_rest_answer(head: dict, arrays: list[tuple[str, np.ndarray]], requested,
+                   binary_default: bool) -> tuple[bytes, int | None]:
+    """The body of a v2 REST answer and, when any output uses the binary tensor extension, the
+    length of its JSON part (the ``Inference-Header-Content-Length`` header)."""
+    wanted = {item.name: item.binary for item in requested or ()}
+    tensors, raw = [], []
+    for name, array in select_outputs(arrays, requested):
+        binary = wanted.get(name)
+        if binary if binary is not None else binary_default:
+            data = tensor_bytes(array)
+            raw.append(data)
+            tensors.append({"name": name, "datatype": v2_datatype(array), "shape": list(array.shape),
+                            "parameters": {"binary_data_size": len(data)}})
+        else:
+            tensors.append(v2_json_tensor(name, array))
+    header = dumps({**head, "outputs": tensors})
+    if not raw:
+        return header, None
+    return b"".join([header, *raw]), len(header)
 
 
 def _text(value) -> Any:

@@ -98,8 +98,39 @@ def parse_invocations(body: bytes, content_type: str | None, model: ModelInputs)
     return frame
 
 
-def parse_v2_infer(body: bytes, model: ModelInputs) -> tuple[Frame, str | None]:
-    """An Open Inference Protocol v2 infer request → (frame, request id)."""
+@dataclass(frozen=True)
+class RequestedOutput:
+    """One entry of a v2 request's ``outputs``: its name and whether it wants binary data
+    (``parameters.binary_data``; None: the request's ``binary_data_output`` decides)."""
+
+    name: str
+    binary: bool | None = None
+
+
+@dataclass
+class V2Request:
+    """A parsed v2 infer request: the model input, the request id and the outputs asked for
+    (None: every output), and whether outputs default to the binary tensor extension."""
+
+    frame: Frame
+    id: str | None = None
+    outputs: tuple[RequestedOutput, ...] | None = None
+    binary_output: bool = False
+
+
+def parse_v2_infer(body: bytes, model: ModelInputs, header_length: int | None = None) -> V2Request:
+    """An Open Inference Protocol v2 REST infer request → ``V2Request``.
+
+    With ``header_length`` (the ``Inference-Header-Content-Length`` header) the body is that many
+    bytes of JSON followed by the binary tensor data: an input whose ``parameters.binary_data_size``
+    is set takes its bytes from there, in the order the inputs are listed (the binary extension).
+    """
+    raw = b""
+    if header_length is not None:
+        if not 0 < header_length <= len(body):
+            raise PayloadError(f"Inference-Header-Content-Length is {header_length} but the body has "
+                               f"{len(body)} bytes")
+        body, raw = body[:header_length], memoryview(body)[header_length:]
     document = _load_json(body)
     if not isinstance(document, dict):
         raise PayloadError("the JSON body must be an object with an 'inputs' list")
@@ -109,23 +140,60 @@ def parse_v2_infer(body: bytes, model: ModelInputs) -> tuple[Frame, str | None]:
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise PayloadError("'id' must be a string")
-    parameters = document.get("parameters")
-    if parameters is not None and not isinstance(parameters, dict):
-        raise PayloadError("'parameters' must be an object")
-    tensors = [_v2_tensor(index, item) for index, item in enumerate(inputs)]
+    parameters = _parameters(document.get("parameters"), "parameters")
+    tensors, offset = [], 0
+    for index, item in enumerate(inputs):
+        name, array, used = _v2_input(index, item, raw[offset:])
+        tensors.append((name, array))
+        offset += used
+    if offset != len(raw):
+        raise PayloadError(f"the body has {len(raw) - offset} bytes of binary data no input claims")
+    binary_output = parameters.pop("binary_data_output", False)
+    if not isinstance(binary_output, bool):
+        raise PayloadError("parameters.binary_data_output must be true or false")
+    params = {k: v for k, v in parameters.items() if k != "content_type"} or None
+    return V2Request(v2_frame(tensors, params, model), request_id,
+                     _requested_outputs(document.get("outputs")), binary_output)
+
+
+def _parameters(value, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PayloadError(f"'{where}' must be an object")
+    return dict(value)
+
+
+def _requested_outputs(value) -> tuple[RequestedOutput, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise PayloadError("'outputs' must be a list of objects with a name")
+    found = []
+    for index, item in enumerate(value):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise PayloadError(f"outputs[{index}] must be an object with a name")
+        binary = _parameters(item.get("parameters"), f"outputs[{index}].parameters").get("binary_data")
+        if binary is not None and not isinstance(binary, bool):
+            raise PayloadError(f"outputs[{index}].parameters.binary_data must be true or false")
+        found.append(RequestedOutput(item["name"], binary))
+    return tuple(found) or None
+
+
+def v2_frame(tensors: list[tuple[str, np.ndarray]], params: dict | None, model: ModelInputs) -> Frame:
+    """Named input tensors (REST or gRPC) → the frame the model gets."""
     names = [name for name, _ in tensors]
     if len(set(names)) != len(names):
         raise PayloadError("input names must be unique")
-    params = {k: v for k, v in (parameters or {}).items() if k != "content_type"} or None
     if len(tensors) == 1:
         name, array = tensors[0]
         if array.ndim == 2 and model.columns and array.shape[1] == len(model.columns):
-            return _block_or_frame(array, model.columns, params), request_id
+            return _block_or_frame(array, model.columns, params)
         if array.ndim == 1 and model.columns and name in model.columns:
-            return _columns_frame({name: array}, params), request_id
+            return _columns_frame({name: array}, params)
         if array.ndim == 0:
             raise PayloadError(f"input {name!r} must have at least one dimension (the rows)")
-        return Frame("tensor", array, None, len(array), params), request_id
+        return Frame("tensor", array, None, len(array), params)
     lengths = set()
     for name, array in tensors:
         if array.ndim == 2 and array.shape[1] == 1:
@@ -136,37 +204,87 @@ def parse_v2_infer(body: bytes, model: ModelInputs) -> tuple[Frame, str | None]:
         lengths.add(len(array))
     if len(lengths) != 1:
         raise PayloadError(f"all inputs must have the same number of rows, got {sorted(lengths)}")
-    return _columns_frame({name: array.reshape(-1) for name, array in tensors}, params), request_id
+    return _columns_frame({name: array.reshape(-1) for name, array in tensors}, params)
 
 
-def _v2_tensor(index: int, item) -> tuple[str, np.ndarray]:
+def _v2_input(index: int, item, raw: memoryview | bytes) -> tuple[str, np.ndarray, int]:
+    """(name, array, binary bytes used) of one REST input tensor."""
     if not isinstance(item, dict):
         raise PayloadError(f"inputs[{index}] must be an object with name, shape, datatype, data")
-    missing = [key for key in ("name", "shape", "datatype", "data") if key not in item]
+    size = _parameters(item.get("parameters"), f"inputs[{index}].parameters").get("binary_data_size")
+    needed = ("name", "shape", "datatype") if size is not None else ("name", "shape", "datatype", "data")
+    missing = [key for key in needed if key not in item]
     if missing:
         raise PayloadError(f"inputs[{index}] lacks {', '.join(missing)}")
-    name, shape, datatype, data = item["name"], item["shape"], item["datatype"], item["data"]
+    name, shape, datatype = item["name"], item["shape"], item["datatype"]
     if not isinstance(name, str) or not name:
         raise PayloadError(f"inputs[{index}].name must be a non-empty string")
-    if (not isinstance(shape, list) or not shape
+    if size is None:
+        return name, tensor_from_values(name, shape, datatype, item["data"]), 0
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= len(raw):
+        raise PayloadError(f"input {name!r}: binary_data_size {size!r} does not fit the "
+                           f"{len(raw)} bytes of binary data left")
+    return name, tensor_from_bytes(name, shape, datatype, raw[:size]), size
+
+
+def _checked_shape(name: str, shape, datatype) -> tuple[list[int], Any]:
+    if (not isinstance(shape, list | tuple) or not shape
             or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
         raise PayloadError(f"input {name!r}: shape must be a list of non-negative integers")
     dtype = V2_DATATYPES.get(datatype)
     if dtype is None:
         raise PayloadError(f"input {name!r}: unknown datatype {datatype!r}; "
                            f"one of {', '.join(V2_DATATYPES)}")
+    if shape[0] == 0:
+        raise PayloadError(f"input {name!r} has no rows")
+    return list(shape), dtype
+
+
+def tensor_from_values(name: str, shape, datatype: str, data) -> np.ndarray:
+    """A tensor from its JSON ``data`` (flat or nested, row-major)."""
+    shape, dtype = _checked_shape(name, shape, datatype)
     if not isinstance(data, list):
         raise PayloadError(f"input {name!r}: data must be a list")
     try:
         array = np.asarray(data, dtype=dtype)
     except (TypeError, ValueError, OverflowError) as error:
         raise PayloadError(f"input {name!r}: data does not fit datatype {datatype}: {error}") from None
+    return _reshaped(name, array, shape)
+
+
+def tensor_from_bytes(name: str, shape, datatype: str, raw) -> np.ndarray:
+    """A tensor from the binary tensor extension's bytes: little-endian values, row-major; BYTES
+    elements each with a 4-byte little-endian length prefix. Numeric tensors are read in place."""
+    shape, dtype = _checked_shape(name, shape, datatype)
+    if dtype is object:
+        array = np.asarray(_length_prefixed(name, bytes(raw)), dtype=object)
+    else:
+        itemsize = np.dtype(dtype).itemsize
+        if len(raw) % itemsize:
+            raise PayloadError(f"input {name!r}: {len(raw)} bytes are not a whole number of "
+                               f"{datatype} values")
+        array = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
+    return _reshaped(name, array, shape)
+
+
+def _length_prefixed(name: str, raw: bytes) -> list[bytes]:
+    items, at = [], 0
+    while at < len(raw):
+        if at + 4 > len(raw):
+            raise PayloadError(f"input {name!r}: a BYTES element is cut off")
+        size = int.from_bytes(raw[at:at + 4], "little")
+        if at + 4 + size > len(raw):
+            raise PayloadError(f"input {name!r}: a BYTES element is cut off")
+        items.append(raw[at + 4:at + 4 + size])
+        at += 4 + size
+    return items
+
+
+def _reshaped(name: str, array: np.ndarray, shape: list[int]) -> np.ndarray:
     if array.size != int(np.prod(shape)):
         raise PayloadError(f"input {name!r}: shape {shape} needs {int(np.prod(shape))} values, "
                            f"data has {array.size}")
-    if shape[0] == 0:
-        raise PayloadError(f"input {name!r} has no rows")
-    return name, array.reshape(shape)
+    return array.reshape(shape)
 
 
 def _load_json(body: bytes):

@@ -16,27 +16,31 @@ is flushed, and the process exits 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from ferry.serving import model as model_loader
 from ferry.serving.batching import Batcher
 from ferry.serving.config import ServeConfig
 from ferry.serving.metrics import ServeMetrics
 from ferry.serving.mirror import Mirror
-from ferry.serving.outputs import dumps, first_numeric, invocations_json, v2_outputs
+from ferry.serving.outputs import (UnknownOutput, dumps, first_numeric, invocations_json, v2_arrays,
+                                   v2_rest_answer)
 from ferry.serving.payload import PayloadError, parse_invocations, parse_v2_infer
 from ferry.serving.predlog import PredictionLog
 
 log = logging.getLogger("ferry.serve")
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
+HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
 def classify(error: BaseException) -> tuple[int, str]:
@@ -55,7 +59,8 @@ def classify(error: BaseException) -> tuple[int, str]:
 class Server:
     """State shared by the handlers; built from a ``ServeConfig``."""
 
-    def __init__(self, config: ServeConfig, loader=model_loader.load) -> None:
+    def __init__(self, config: ServeConfig, loader=model_loader.load, worker: int | None = None) -> None:
+        """``worker``: this process's index in a pool (names its prediction log files)."""
         self.config = config
         self.loader = loader
         self.metrics = ServeMetrics(config.model_name, config.model_version, config.prediction_buckets)
@@ -67,7 +72,8 @@ class Server:
         self.prediction_log = None
         if config.prediction_log_uri:
             self.prediction_log = PredictionLog(
-                config.prediction_log_uri, config.model_version, socket.gethostname(),
+                config.prediction_log_uri, config.model_version,
+                socket.gethostname() + (f"-w{worker}" if worker is not None else ""),
                 sample_rate=config.prediction_sample_rate,
                 batch_rows=config.prediction_log_batch_rows,
                 flush_seconds=config.prediction_log_flush_seconds,
@@ -120,14 +126,14 @@ class Server:
     async def invocations(self, request: web.Request) -> web.Response:
         body = await request.read()
         if self.mirror:
-            self.mirror.offer(request.path, body, request.headers.get("Content-Type"))
+            self.mirror.offer(request.path, body, request.headers)
         if self.model is None:
             return _error_json(503, "the model is not loaded yet")
         try:
             frame = parse_invocations(body, request.headers.get("Content-Type"), self.model.inputs)
         except PayloadError as error:
             return _error_json(400, str(error))
-        output, failure = await self._predict(frame)
+        output, failure = await self.predict(frame)
         if failure:
             return _error_json(*failure)
         return web.Response(body=invocations_json(output), content_type="application/json")
@@ -135,26 +141,36 @@ class Server:
     async def v2_infer(self, request: web.Request) -> web.Response:
         body = await request.read()
         if self.mirror:
-            self.mirror.offer(request.path, body, request.headers.get("Content-Type"))
-        unknown = self._unknown_model(request)
+            self.mirror.offer(request.path, body, request.headers)
+        unknown = self.unknown_model(request.match_info.get("name"), request.match_info.get("version"))
         if unknown:
-            return unknown
+            return _v2_error(404, unknown)
         if self.model is None:
             return _v2_error(503, "the model is not loaded yet")
         try:
-            frame, request_id = parse_v2_infer(body, self.model.inputs)
+            parsed = parse_v2_infer(body, self.model.inputs, _header_length(request.headers))
         except PayloadError as error:
             return _v2_error(400, str(error))
-        output, failure = await self._predict(frame)
+        output, failure = await self.predict(parsed.frame)
         if failure:
             return _v2_error(*failure)
-        answer = {"model_name": self.config.model_name, "model_version": self.config.model_version,
-                  "outputs": v2_outputs(output)}
-        if request_id is not None:
-            answer["id"] = request_id
-        return web.Response(body=dumps(answer), content_type="application/json")
+        try:
+            answer, header_length = v2_rest_answer(self.v2_head(parsed.id), v2_arrays(output),
+                                                   parsed.outputs, parsed.binary_output)
+        except UnknownOutput as error:
+            return _v2_error(400, str(error))
+        if header_length is None:
+            return web.Response(body=answer, content_type="application/json")
+        return web.Response(body=answer, content_type="application/octet-stream",
+                            headers={HEADER_LENGTH: str(header_length)})
 
-    async def _predict(self, frame):
+    def v2_head(self, request_id: str | None) -> dict:
+        head = {"model_name": self.config.model_name, "model_version": self.config.model_version}
+        if request_id:
+            head["id"] = request_id
+        return head
+
+    async def predict(self, frame):
         """(output, None) or (None, (status, message)); feeds the log and the value histogram."""
         try:
             output = await self.batcher.predict(frame)
@@ -170,15 +186,14 @@ class Server:
             self.prediction_log.offer(frame, output)
         return output, None
 
-    def _unknown_model(self, request: web.Request) -> web.Response | None:
-        name = request.match_info.get("name")
-        version = request.match_info.get("version")
+    def unknown_model(self, name: str | None, version: str | None) -> str | None:
+        """Why a v2 request for ``name``/``version`` cannot be answered here, or None."""
         if name != self.config.model_name:
-            return _v2_error(404, f"model {name!r} is not served here; this server serves "
-                                  f"{self.config.model_name!r}")
-        if version is not None and version != self.config.model_version:
-            return _v2_error(404, f"version {version!r} of {name!r} is not served here; this server "
-                                  f"serves version {self.config.model_version!r}")
+            return (f"model {name!r} is not served here; this server serves "
+                    f"{self.config.model_name!r}")
+        if version and version != self.config.model_version:
+            return (f"version {version!r} of {name!r} is not served here; this server serves "
+                    f"version {self.config.model_version!r}")
         return None
 
     async def ping(self, request: web.Request) -> web.Response:
@@ -200,31 +215,37 @@ class Server:
         return web.json_response({"ready": self.ready}, status=200 if self.ready else 503)
 
     async def v2_model_ready(self, request: web.Request) -> web.Response:
-        unknown = self._unknown_model(request)
+        unknown = self.unknown_model(request.match_info.get("name"), request.match_info.get("version"))
         if unknown:
-            return unknown
+            return _v2_error(404, unknown)
         return web.json_response({"name": self.config.model_name, "ready": self.ready},
                                  status=200 if self.ready else 503)
 
     async def v2_server(self, request: web.Request) -> web.Response:
+        return web.json_response(self.server_metadata())
+
+    @staticmethod
+    def server_metadata() -> dict:
         from importlib.metadata import version
 
-        return web.json_response({"name": "ferry", "version": version("ferry-operator"),
-                                  "extensions": []})
+        return {"name": "ferry", "version": version("ferry-operator"),
+                "extensions": ["binary_tensor_data"]}
 
     async def v2_model(self, request: web.Request) -> web.Response:
-        unknown = self._unknown_model(request)
+        unknown = self.unknown_model(request.match_info.get("name"), request.match_info.get("version"))
         if unknown:
-            return unknown
+            return _v2_error(404, unknown)
         if not self.ready:
             return _v2_error(503, "the model is not loaded yet")
-        return web.json_response({"name": self.config.model_name,
-                                  "versions": [self.config.model_version], "platform": "mlflow",
-                                  "inputs": self.model.signature_inputs,
-                                  "outputs": self.model.signature_outputs})
+        return web.json_response(self.model_metadata())
+
+    def model_metadata(self) -> dict:
+        return {"name": self.config.model_name, "versions": [self.config.model_version],
+                "platform": "mlflow", "inputs": self.model.signature_inputs,
+                "outputs": self.model.signature_outputs}
 
     async def prometheus(self, request: web.Request) -> web.Response:
-        response = web.Response(body=generate_latest(self.metrics.registry))
+        response = web.Response(body=self.metrics.exposition())
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
@@ -275,23 +296,48 @@ def _error_json(status: int, message: str) -> web.Response:
                         content_type="application/json")
 
 
+def _header_length(headers) -> int | None:
+    raw = headers.get(HEADER_LENGTH)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise PayloadError(f"{HEADER_LENGTH} must be a number of bytes, got {raw!r}") from None
+
+
 def _v2_error(status: int, message: str) -> web.Response:
     return web.Response(status=status, body=dumps({"error": message}), content_type="application/json")
 
 
-async def serve(config: ServeConfig, server: Server | None = None) -> int:
-    """Run until SIGTERM/SIGINT; returns the exit code."""
+async def serve(config: ServeConfig, server: Server | None = None,
+                siblings: tuple[int, ...] = ()) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code.
+
+    ``siblings``: the pids of the other workers of a pool (this process is worker 0). They get the
+    same signals; if one exits on its own, this process stops too and exits 1, so the pod restarts.
+    """
     server = server or Server(config)
     runner = web.AppRunner(server.app(), handle_signals=False, access_log=None,
                            shutdown_timeout=config.shutdown_timeout_seconds)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, backlog=2048, reuse_address=True)
+    site = web.TCPSite(runner, config.host, config.port, backlog=2048, reuse_address=True,
+                       reuse_port=config.workers > 1)
     await site.start()
-    log.info("ferry serve listening on %s:%d for %s", config.host, config.port, config.model_uri)
+    grpc_listener = None
+    if config.grpc_port:
+        from ferry.serving import grpc_service
+
+        grpc_listener = await grpc_service.start(server, config.host, config.grpc_port)
+    log.info("ferry serve listening on %s:%d (gRPC %s) for %s", config.host, config.port,
+             config.grpc_port or "off", config.model_uri)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    pool = Siblings(siblings, stop)
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, pool.forward_and_stop, signum)
+    if siblings:
+        loop.add_signal_handler(signal.SIGCHLD, pool.reap)
     server.start_background()
     loading = loop.create_task(server.load())
     stopping = loop.create_task(stop.wait())
@@ -299,22 +345,92 @@ async def serve(config: ServeConfig, server: Server | None = None) -> int:
     failed = loading.done() and loading.exception() is not None
     if not failed:
         await stopping
+    pool.forward_and_stop(signal.SIGTERM)
     server.draining = True
     if not failed and config.shutdown_delay_seconds:
         log.info("SIGTERM: not ready; serving %.0fs more until endpoints are updated",
                  config.shutdown_delay_seconds)
         await asyncio.sleep(config.shutdown_delay_seconds)
     log.info("shutting down: draining in-flight requests")
+    if grpc_listener is not None:
+        await grpc_listener.stop(config.shutdown_timeout_seconds)
     await runner.cleanup()
     if not loading.done():
         loading.cancel()
     await server.stop_background()
+    failed = not await loop.run_in_executor(
+        None, pool.wait, config.shutdown_timeout_seconds + config.shutdown_delay_seconds + 30) or failed
     log.info("stopped")
-    return 1 if failed else 0
+    return 1 if failed or pool.crashed else 0
+
+
+class Siblings:
+    """The other worker processes of a pool, seen from worker 0 (their parent)."""
+
+    def __init__(self, pids: tuple[int, ...], stop: asyncio.Event) -> None:
+        self.running = set(pids)
+        self.stop = stop
+        self.crashed = False
+        self._forwarded = False
+
+    def forward_and_stop(self, signum: int) -> None:
+        if not self._forwarded:
+            self._forwarded = True
+            for pid in self.running:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signum)
+        self.stop.set()
+
+    def reap(self) -> None:
+        """SIGCHLD: a worker that exits before shutdown is a crash; stop the pool."""
+        for pid in list(self.running):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 0
+            if done:
+                self._gone(pid, status)
+                if not self._forwarded:
+                    log.error("worker %d exited with status %d; stopping", pid,
+                              os.waitstatus_to_exitcode(status))
+                    self.crashed = True
+                    self.forward_and_stop(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for every worker to exit (SIGKILL after ``timeout``); True if all exited 0."""
+        clean = not self.crashed
+        deadline = time.monotonic() + timeout
+        for pid in list(self.running):
+            while True:
+                try:
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    self.running.discard(pid)
+                    break
+                if done:
+                    clean = self._gone(pid, status) and clean
+                    break
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                time.sleep(0.05)
+        return clean
+
+    def _gone(self, pid: int, status: int) -> bool:
+        from prometheus_client import multiprocess
+
+        self.running.discard(pid)
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            multiprocess.mark_process_dead(pid)
+        return os.waitstatus_to_exitcode(status) == 0
 
 
 def run(config: ServeConfig) -> int:
+    """One process, or a pool of ``config.workers`` sharing the ports (``ferry.serving.pool``)."""
     from prometheus_client import disable_created_metrics
 
     disable_created_metrics()
+    if config.workers > 1:
+        from ferry.serving.pool import run_pool
+
+        return run_pool(config)
     return asyncio.run(serve(config))
