@@ -21,6 +21,8 @@ class Answer:
     code: int
     prediction: float | None
     address: str
+    error: str = ""
+    """Why no HTTP answer came (refused, reset, timed out); empty for an HTTP answer."""
 
 
 def service_address(api_client, namespace: str, service: str) -> str:
@@ -73,12 +75,18 @@ class Traffic:
         address = service_address(self.api_client, self.namespace, self.service)
         cycle = itertools.cycle(self.inputs)
         while not self._stop.is_set():
+            error = ""
             try:
                 code, value = predict(address, next(cycle))
-            except requests.RequestException:
-                code, value = 0, None
-            self.answers.append(Answer(time.monotonic(), code, value, address))
+            except requests.RequestException as failure:
+                code, value, error = 0, None, f"{type(failure).__name__}: {failure}"
+            self.answers.append(Answer(time.monotonic(), code, value, address, error))
             self._stop.wait(self.pause)
+
+    def lost(self) -> list[str]:
+        """Requests that got no HTTP answer at all, as ``seconds-into-traffic: error``."""
+        first = self.answers[0].at if self.answers else 0.0
+        return [f"{a.at - first:.1f}s: {a.error}" for a in self.answers if a.code == 0]
 
     def since(self, moment: float) -> list[Answer]:
         return [a for a in self.answers if a.at >= moment]

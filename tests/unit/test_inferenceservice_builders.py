@@ -176,3 +176,22 @@ def test_workers_follow_the_containers_cpu_and_the_service_exposes_grpc():
     service_ports = children["Service"]["fraud"]["spec"]["ports"]
     assert [(p["name"], p["port"], p["targetPort"]) for p in service_ports] == [
         ("http", 8080, "http"), ("grpc", 8081, "grpc")]
+
+
+def test_terminating_pods_keep_answering_until_endpoints_drop_them():
+    """Ferry's server waits out the drain itself; a custom runtime gets a preStop sleep; the grace
+    period covers the drain, in-flight requests and a margin."""
+    pod = by_kind(build_children(OWNER, spec(), canary_plan(), SERVING))["Deployment"][
+        "fraud-fraud-1"]["spec"]["template"]["spec"]
+    env = env_of({"spec": {"template": {"spec": pod}}})
+    delay, timeout = int(env["FERRY_SHUTDOWN_DELAY_SECONDS"]), int(env["FERRY_SHUTDOWN_TIMEOUT_SECONDS"])
+    assert delay >= 5 and "lifecycle" not in pod["containers"][0]
+    assert pod["terminationGracePeriodSeconds"] > delay + timeout
+    custom = spec(runtime={"image": "my/server:1"})
+    plan = Plan(stable="fraud-1", active="fraud-1")
+    plan.add(V1, 1, "stable")
+    container = by_kind(build_children(OWNER, custom, plan, SERVING))["Deployment"][
+        "fraud-fraud-1"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": delay}}}
+    assert "FERRY_SHUTDOWN_DELAY_SECONDS" not in env_of(
+        {"spec": {"template": {"spec": {"containers": [container]}}}})

@@ -254,7 +254,7 @@ def test_while_draining_readiness_fails_but_predictions_are_still_answered():
         ready = [(await client.get(path)).status for path in ("/v2/health/ready", "/ping", "/health")]
         live = (await client.get("/v2/health/live")).status
         answer = await client.post("/invocations", json=SPLIT)
-        return ready, live, answer.status, await answer.json()
+        return ready, live, answer.status, await answer.json(), answer.headers.get("Connection")
 
     server = Server(config(), loader=loaded)
 
@@ -262,6 +262,7 @@ def test_while_draining_readiness_fails_but_predictions_are_still_answered():
         await server.load()
         return await scenario(client)
 
-    ready, live, status, answer = run(with_model, server)
+    ready, live, status, answer, connection = run(with_model, server)
     assert ready == [503, 503, 503] and live == 200
     assert status == 200 and answer == {"predictions": [1, 0]}
+    assert connection == "close", "keep-alive clients reconnect through the Service"

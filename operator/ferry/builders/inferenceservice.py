@@ -131,6 +131,16 @@ def tolerations(spec: InferenceServiceSpec) -> list[dict]:
     return result
 
 
+DRAIN_SECONDS = 5
+"""How long a terminating serving pod goes on answering before it closes its listener: the
+EndpointSlice controller and kube-proxy on every node need about this long to stop sending it new
+connections, so a rollout, scale-down or rollback loses no request. ``ferry serve`` waits this long
+itself (FERRY_SHUTDOWN_DELAY_SECONDS), answering with ``Connection: close`` so keep-alive clients
+reconnect elsewhere; a custom runtime gets a preStop sleep instead."""
+SHUTDOWN_TIMEOUT_SECONDS = 30
+"""How long in-flight requests get to finish once the listener is closed."""
+
+
 def server_env(owner: dict, spec: InferenceServiceSpec, model: ServedModel, serving: Serving,
                mirror: tuple[str, int] | None) -> list[dict]:
     """The model server's contract: what to load, where to bind, where to log and mirror."""
@@ -142,6 +152,8 @@ def server_env(owner: dict, spec: InferenceServiceSpec, model: ServedModel, serv
         "FERRY_PORT": str(spec.runtime.port),
         "FERRY_GRPC_PORT": str(GRPC_PORT),
         "FERRY_WORKERS": workers(spec),
+        "FERRY_SHUTDOWN_DELAY_SECONDS": str(DRAIN_SECONDS) if runtime_is_ferry(spec) else None,
+        "FERRY_SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT_SECONDS),
         "MLFLOW_TRACKING_URI": serving.mlflow_uri,
         "AWS_ENDPOINT_URL_S3": serving.s3_endpoint,
         "MLFLOW_S3_ENDPOINT_URL": serving.s3_endpoint,
@@ -160,10 +172,14 @@ def server_env(owner: dict, spec: InferenceServiceSpec, model: ServedModel, serv
     return [e for e in env if e["name"] not in overridden] + user
 
 
+def runtime_is_ferry(spec: InferenceServiceSpec) -> bool:
+    return spec.runtime.image is None
+
+
 def container(owner: dict, spec: InferenceServiceSpec, model: ServedModel, serving: Serving,
               mirror: tuple[str, int] | None) -> dict:
     runtime = spec.runtime
-    command = runtime.command or (SERVE_COMMAND if runtime.image is None else [])
+    command = runtime.command or (SERVE_COMMAND if runtime_is_ferry(spec) else [])
     found = {
         "name": "server",
         "image": runtime.image or serving.image,
@@ -182,6 +198,8 @@ def container(owner: dict, spec: InferenceServiceSpec, model: ServedModel, servi
         found["args"] = runtime.args
     if runtime.liveness_probe:
         found["livenessProbe"] = runtime.liveness_probe
+    if not runtime_is_ferry(spec):
+        found["lifecycle"] = {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}}
     return found
 
 
@@ -195,7 +213,7 @@ def build_deployment(owner: dict, spec: InferenceServiceSpec, model: ServedModel
         "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
                             "seccompProfile": {"type": "RuntimeDefault"}},
         "automountServiceAccountToken": False,
-        "terminationGracePeriodSeconds": 30,
+        "terminationGracePeriodSeconds": DRAIN_SECONDS + SHUTDOWN_TIMEOUT_SECONDS + 5,
     }
     if spec.topology_spread:
         pod_spec["topologySpreadConstraints"] = [

@@ -6,11 +6,11 @@ the ``Batcher``, so the loop stays responsive and concurrent requests share pred
 
 Lifecycle: the port opens first and the model loads in the background, so liveness answers at once
 and readiness (``/ping``, ``/health``, ``/v2/health/ready``) turns 200 only once the model is loaded;
-a load failure exits 1. SIGTERM/SIGINT: readiness turns 503 (predictions are still answered), after
-FERRY_SHUTDOWN_DELAY_SECONDS (default 0; a few seconds let Service endpoints drop the pod first,
-like a preStop sleep) the listener closes, in-flight requests finish (up to
-FERRY_SHUTDOWN_TIMEOUT_SECONDS), queued mirror requests get a moment to go out, the prediction log
-is flushed, and the process exits 0.
+a load failure exits 1. SIGTERM/SIGINT: readiness turns 503 (predictions are still answered, with
+``Connection: close``), after FERRY_SHUTDOWN_DELAY_SECONDS (default 0 here; the operator sets a few
+seconds so Service endpoints drop the pod first, like a preStop sleep) the listener closes,
+in-flight requests finish (up to FERRY_SHUTDOWN_TIMEOUT_SECONDS), queued mirror requests get a
+moment to go out, the prediction log is flushed, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -251,7 +251,8 @@ class Server:
 
     @web.middleware
     async def observe(self, request: web.Request, handler):
-        """Request count, latency and in-flight gauge, labelled by the route template."""
+        """Request count, latency and in-flight gauge, labelled by the route template; while
+        draining, the answer closes its connection."""
         started = time.perf_counter()
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
@@ -260,6 +261,10 @@ class Server:
         try:
             response = await handler(request)
             status = response.status
+            if self.draining:
+                # Connection: close, so a keep-alive client opens its next connection through the
+                # Service, which no longer lists this pod, instead of reusing one about to close.
+                response.force_close()
             return response
         except web.HTTPException as error:
             status = error.status
