@@ -32,7 +32,7 @@ from ferry.builders.inferenceservice import Serving, prediction_log_uri
 from ferry.controllers._worker import Context
 from ferry.reconcilers.outcome import Event
 from ferry.reconcilers.retrain import decide_retrain, retrain_labels
-from ferry.status import find_condition, make_condition, set_condition, transitioned
+from ferry.status import ANNOUNCED, find_condition, make_condition, set_condition, transitions
 
 CONDITION = "DriftMonitor"
 S3_ENV_PREFIX = "AWS_"
@@ -159,10 +159,7 @@ async def reconcile_monitoring(ctx: Context, infsvc: dict, spec: InferenceServic
         if served_name else None
     updated = set_condition(conditions, make_condition(
         CONDITION, *await apply_monitor(ctx, infsvc, spec, serving, served), generation))
-    events = []
-    changed = transitioned(conditions, updated, CONDITION)
-    if changed is not None and changed["status"] == "False":
-        events.append(Event("Warning", changed["reason"], changed["message"][:1024]))
+    events = transitions(conditions, updated, ANNOUNCED["InferenceService"])
 
     fields: dict = {}
     retrain = retrain_spec(spec)

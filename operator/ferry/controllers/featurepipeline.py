@@ -23,9 +23,9 @@ from ferry.reconcilers.features import consumers, published
 from ferry.observability.metrics import FRESHNESS
 from ferry.reconcilers.featurepipeline import (
     POLL_WHILE_RUNNING, Observed, backfill_plan, decide, job_state, parse_time)
-from ferry.reconcilers.outcome import Event, Outcome
+from ferry.reconcilers.outcome import Outcome
 from ferry.reconcilers.usage import deletion_blocked_event, in_use_condition, users
-from ferry.status import find_condition, make_condition, set_condition
+from ferry.status import ANNOUNCED, make_condition, set_condition, transitions
 
 INFO = KINDS["FeaturePipeline"]
 RESULTS_READ = 3  # newest finished runs whose result is read back each reconcile
@@ -110,15 +110,11 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
 def store_unavailable(body: kopf.Body, outcome: Outcome, error: str) -> Outcome:
     """The children are in place, but the outputs cannot be read: say so, keep the last known
     results, and try again soon (one Warning Event per outage)."""
-    generation = body.metadata["generation"]
-    previous = find_condition((body.get("status") or {}).get("conditions"), "OutputsReadable")
     conditions = set_condition(outcome.status["conditions"], make_condition(
-        "OutputsReadable", False, "ObjectStoreUnavailable", error[:1024], generation))
-    events = list(outcome.events)
-    if previous is None or previous["status"] != "False":
-        events.append(Event("Warning", "ObjectStoreUnavailable", error[:1024]))
-    return Outcome(status={**outcome.status, "conditions": conditions}, events=events,
-                   requeue_after=STORE_RETRY)
+        "OutputsReadable", False, "ObjectStoreUnavailable", error[:1024], body.metadata["generation"]))
+    events = transitions((body.get("status") or {}).get("conditions"), conditions, ANNOUNCED[INFO.kind])
+    return Outcome(status={**outcome.status, "conditions": conditions},
+                   events=outcome.events + events, requeue_after=STORE_RETRY)
 
 
 async def current_users(ctx: Context, namespace: str, name: str) -> list[str]:

@@ -27,10 +27,9 @@ from ferry.reconcilers.accept import accept
 from ferry.reconcilers.features import readiness
 from ferry.reconcilers.outcome import Event, Outcome
 from ferry.reconcilers.rollout import Due, Observed, decide, measurement_due
-from ferry.status import find_condition, make_condition, set_condition, transitioned
+from ferry.status import ANNOUNCED, find_condition, make_condition, set_condition, transitions
 
 INFO = KINDS["InferenceService"]
-CONDITION_EVENTS = ("ModelResolved", "FeaturesReady", "Ready", "TrafficRouted")
 
 
 @cache
@@ -266,10 +265,7 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
     conditions = set_condition(conditions, make_condition(
         "Progressing", decision.phase == "Progressing", decision.reason or decision.phase,
         decision.message, generation))
-    for type_ in CONDITION_EVENTS:
-        changed = transitioned(status.get("conditions"), conditions, type_)
-        if changed is not None and changed["status"] == "False":
-            events.append(Event("Warning", changed["reason"], changed["message"][:1024]))
+    events += transitions(status.get("conditions"), conditions, ANNOUNCED[INFO.kind])
 
     monitoring = await reconcile_monitoring(ctx, dict(body), spec, serving,
                                             stable["modelVersion"] if stable else None, status,

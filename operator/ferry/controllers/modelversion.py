@@ -21,7 +21,7 @@ from ferry.reconcilers.accept import accept
 from ferry.reconcilers.modelversion import Observed, decide
 from ferry.reconcilers.outcome import Event, Outcome
 from ferry.reconcilers.usage import served_model_versions
-from ferry.status import find_condition, make_condition, set_condition
+from ferry.status import ANNOUNCED, find_condition, make_condition, set_condition, transitions
 
 INFO = KINDS["ModelVersion"]
 UNREACHABLE_RETRY = 10.0
@@ -142,9 +142,7 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
         message = str(error).splitlines()[0][:1024]
         conditions = set_condition(outcome.status["conditions"], make_condition(
             "Registered", False, "RegistrationFailed", message, generation))
-        failed_before = find_condition(status.get("conditions"), "Registered")
-        events = [] if failed_before and failed_before["reason"] == "RegistrationFailed" else [
-            Event("Warning", "RegistrationFailed", message)]
+        events = transitions(status.get("conditions"), conditions, ANNOUNCED[INFO.kind])
         return Outcome(status={**outcome.status, "conditions": conditions, "phase": "Registering"},
                        events=outcome.events + events, requeue_after=60)
 
@@ -180,17 +178,15 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
 
 
 def unreachable(outcome: Outcome, body: kopf.Body, error: str) -> Outcome:
+    status = body.get("status") or {}
     conditions = set_condition(outcome.status["conditions"], make_condition(
         "RegistryReachable", False, "RegistryUnavailable", error[:1024],
         body.metadata["generation"]))
-    previous = find_condition((body.get("status") or {}).get("conditions"), "RegistryReachable")
-    events = list(outcome.events)
-    if previous is None or previous["status"] != "False":
-        events.append(Event("Warning", "RegistryUnavailable", error[:1024]))
-    phase = (body.get("status") or {}).get("phase") or "Registering"
+    events = transitions(status.get("conditions"), conditions, ANNOUNCED[INFO.kind])
+    phase = status.get("phase") or "Registering"
     return Outcome(status={**outcome.status, "conditions": conditions,
                            "phase": "Registering" if phase in ("Pending", "Invalid") else phase},
-                   events=events, requeue_after=UNREACHABLE_RETRY)
+                   events=outcome.events + events, requeue_after=UNREACHABLE_RETRY)
 
 
 @kopf.on.delete(GROUP, VERSION, INFO.plural, id="modelversions.cleanup", backoff=DELETION_RETRY)

@@ -32,7 +32,7 @@ from ferry.reconcilers.sweep import (
 from ferry.reconcilers.trainingrun import (
     POLL_WHILE_RUNNING, SCHEDULING_REASONS, Observed, attempt_of, current_job, decide, job_phase,
     plan_restart)
-from ferry.status import find_condition, make_condition, set_condition
+from ferry.status import ANNOUNCED, find_condition, make_condition, set_condition, transitions
 
 INFO = KINDS["TrainingRun"]
 MLFLOW_RUN_END = {"Succeeded": "FINISHED", "Failed": "FAILED"}
@@ -202,11 +202,10 @@ async def register_model(ctx: Context, body: kopf.Body, spec: TrainingRunSpec,
     existing = await ctx.kube.get(API_VERSION, "ModelVersion", namespace, mv_name)
     if existing is not None and (existing["metadata"].get("labels") or {}).get(RUN_LABEL) != name:
         message = f"ModelVersion {mv_name} exists and was not created for this run."
-        condition = make_condition("Registered", False, "NameTaken", message, generation)
-        previous = find_condition(status.get("conditions"), "Registered")
-        events = [] if previous and previous["reason"] == "NameTaken" else [
-            Event("Warning", "NameTaken", message)]
-        return {"conditions": set_condition(status.get("conditions"), condition)}, events
+        conditions = set_condition(status.get("conditions"), make_condition(
+            "Registered", False, "NameTaken", message, generation))
+        return {"conditions": conditions}, transitions(status.get("conditions"), conditions,
+                                                       ANNOUNCED[INFO.kind])
     events = []
     if existing is None:
         await ctx.kube.apply(manifest)

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from pydantic import BaseModel, ValidationError
 
 from ferry.api import KindInfo
-from ferry.reconcilers.outcome import Event, Outcome
-from ferry.status import make_condition, set_condition, transitioned
+from ferry.reconcilers.outcome import Outcome
+from ferry.status import SPEC, make_condition, set_condition, transitions
 
 ACCEPTED = "Accepted"
 PHASE_INVALID = "Invalid"
@@ -48,12 +48,7 @@ def accept(info: KindInfo, body: Mapping) -> tuple[BaseModel | None, Outcome]:
         previous = status.get("phase")
         phase = previous if previous and previous != PHASE_INVALID else PHASE_PENDING
     conditions = set_condition(status.get("conditions"), condition)
-    events = []
-    changed = transitioned(status.get("conditions"), conditions, ACCEPTED)
-    if changed is not None:
-        events.append(Event("Normal" if spec is not None else "Warning",
-                            changed["reason"], changed["message"]))
     return spec, Outcome(
         status={"observedGeneration": generation, "phase": phase, "conditions": conditions},
-        events=events,
+        events=transitions(status.get("conditions"), conditions, SPEC),
     )

@@ -8,7 +8,7 @@ from datetime import datetime
 from ferry.api.common import duration_seconds
 from ferry.api.featurepipeline import FeaturePipelineSpec
 from ferry.reconcilers.outcome import Event
-from ferry.status import make_condition, set_condition, transitioned
+from ferry.status import ANNOUNCED, make_condition, set_condition, transitions
 
 POLL_WHILE_RUNNING = 3.0
 
@@ -144,14 +144,8 @@ def decide(spec: FeaturePipelineSpec, status: dict, generation: int,
     else:
         new["phase"] = "Pending"
 
-    events = []
-    for type_ in ("Validated", "Fresh", "Ready"):
-        changed = transitioned(status.get("conditions"), conditions, type_)
-        if changed is not None and changed["status"] != "Unknown":
-            events.append(Event("Normal" if changed["status"] == "True" else "Warning",
-                                changed["reason"], changed["message"]))
-    requeue = POLL_WHILE_RUNNING if running else stale_in
-    return new, events, requeue
+    return new, transitions(status.get("conditions"), conditions, ANNOUNCED["FeaturePipeline"]), \
+        POLL_WHILE_RUNNING if running else stale_in
 
 
 

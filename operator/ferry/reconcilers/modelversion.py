@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ferry.api.modelversion import ModelVersionSpec
 from ferry.reconcilers.outcome import Event
-from ferry.status import make_condition, set_condition, transitioned
+from ferry.status import ANNOUNCED, make_condition, set_condition, transitions
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 NOT_COMPARED = "not compared"  # a gate that passed without comparing (the champion is unmeasurable)
@@ -170,9 +170,5 @@ def decide(spec: ModelVersionSpec, status: dict, generation: int,
     if phase != status.get("phase") and phase in ("Serving", "Retired"):
         events.append(Event("Normal", phase, f"Served by {', '.join(seen.served_by)}."
                             if seen.served_by else "No InferenceService serves it any more."))
-    for type_ in ("GatesPassed", "Approved"):
-        changed = transitioned(status.get("conditions"), conditions, type_)
-        if changed is not None and changed["status"] != "Unknown":
-            events.append(Event("Normal" if changed["status"] == "True" else "Warning",
-                                changed["reason"], changed["message"]))
-    return fields, events
+    return fields, events + transitions(status.get("conditions"), conditions,
+                                        ANNOUNCED["ModelVersion"])

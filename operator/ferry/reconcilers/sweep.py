@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from ferry.api.trainingrun import Sweep, SweepParameter
 from ferry.reconcilers.outcome import Event
-from ferry.status import make_condition, set_condition, transitioned
+from ferry.status import ANNOUNCED, make_condition, set_condition, transitions
 
 DONE = ("Succeeded", "Failed")
 
@@ -173,9 +173,5 @@ def decide_sweep(sweep: Sweep, status: dict, generation: int,
         fields["message"] = f"{reason}: {progress}{detail}"
     conditions = set_condition(status.get("conditions"), condition)
     fields |= {"phase": phase, "conditions": conditions}
-    events = []
-    changed = transitioned(status.get("conditions"), conditions, "Succeeded")
-    if changed is not None and changed["status"] != "Unknown":
-        events.append(Event("Normal" if changed["status"] == "True" else "Warning",
-                            changed["reason"], changed["message"][:1024]))
-    return {k: v for k, v in fields.items() if v is not None}, events
+    return ({k: v for k, v in fields.items() if v is not None},
+            transitions(status.get("conditions"), conditions, ANNOUNCED["TrainingRun"]))

@@ -10,11 +10,11 @@ from ferry.api.trainingrun import TrainingRunSpec
 from ferry.builders.trainingrun import ATTEMPT_LABEL, GAVE_UP, RESTART_CAUSE
 from ferry.reconcilers.features import Features
 from ferry.reconcilers.outcome import Event
-from ferry.status import find_condition, make_condition, set_condition, transitioned
+from ferry.status import (
+    ANNOUNCED, SCHEDULING_REASONS, find_condition, make_condition, set_condition, transitions)
 
 POLL_WHILE_RUNNING = 5.0
 IMAGE_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
-SCHEDULING_REASONS = ("InsufficientGPU", "Unschedulable")
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 
 
@@ -332,17 +332,5 @@ def decide(spec: TrainingRunSpec, status: dict, generation: int,
     conditions = set_condition(conditions, succeeded)
     fields["conditions"] = conditions
     fields["phase"] = phase
-    events = []
-    for type_ in ("FeaturesReady", "Scheduled", "Succeeded"):
-        changed = transitioned(status.get("conditions"), conditions, type_)
-        previous = find_condition(status.get("conditions"), type_)
-        if type_ != "Succeeded" and changed is not None and changed["status"] == "True" and \
-                (previous is None or previous["status"] == "Unknown"):
-            continue  # placed or ready at the first try: not news (an Event per run costs a write)
-        if changed is not None and changed["status"] != "Unknown":
-            events.append(Event("Normal" if changed["status"] == "True" else "Warning",
-                                changed["reason"], changed["message"][:1024]))
-        elif changed is not None and changed["reason"] in SCHEDULING_REASONS \
-                and changed["reason"] not in {e.reason for e in events}:
-            events.append(Event("Warning", changed["reason"], changed["message"][:1024]))
-    return fields, events, requeue
+    return fields, transitions(status.get("conditions"), conditions, ANNOUNCED["TrainingRun"]), \
+        requeue
