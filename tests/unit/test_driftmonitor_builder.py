@@ -6,8 +6,11 @@ import json
 
 import pytest
 
-from ferry.api.inferenceservice import InferenceServiceSpec
+from ferry.api.inferenceservice import DriftMonitor, InferenceServiceSpec
 from ferry.builders.driftmonitor import build_drift_monitor
+from ferry.drift.config import MonitorConfig
+from ferry.podenv import MissingEnv
+from support.podenv import kubelet_env
 
 INFSVC = {"apiVersion": "ferry.dev/v1alpha1", "kind": "InferenceService",
           "metadata": {"name": "fraud", "namespace": "team-a", "uid": "u-1"}}
@@ -104,3 +107,45 @@ def test_long_names_fit_a_cronjob():
     assert len(cron["metadata"]["name"]) <= 52
     assert cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"][0][
         "value"] == "x" * 63
+
+
+POD = {"metadata.namespace": "team-a",
+       "metadata.labels['batch.kubernetes.io/job-name']": "fraud-drift-29000000"}
+
+
+def container_env(cron: dict) -> list[dict]:
+    return cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+
+
+def test_builder_env_is_the_monitor_config_then_scratch_then_extra():
+    drift = spec().monitoring.drift
+    expected = MonitorConfig(inference_service="fraud", prediction_log_uri=LOGS,
+                             report_uri=REPORTS, drift=drift, reference=REFERENCE).to_env()
+    assert container_env(build()["CronJob"]) == [
+        *expected, {"name": "TMPDIR", "value": "/tmp/ferry-drift"},
+        {"name": "AWS_ENDPOINT_URL_S3", "value": "http://s3"}]
+
+
+def test_the_monitor_reads_back_what_the_builder_wrote():
+    seen = MonitorConfig.from_env(kubelet_env(container_env(build()["CronJob"]), POD))
+    assert (seen.inference_service, seen.namespace, seen.run_id) == (
+        "fraud", "team-a", "fraud-drift-29000000")
+    assert (seen.prediction_log_uri, seen.report_uri, seen.reference) == (LOGS, REPORTS, REFERENCE)
+    assert seen.drift.window == "2h" and seen.drift.features == ["amount"]
+    assert seen.drift.schedule == DriftMonitor().schedule and seen.drift.on_drift is None
+    assert seen.pushgateway_url is None
+
+
+def test_monitor_config_round_trips_and_names_what_is_missing():
+    config = MonitorConfig(inference_service="fraud", prediction_log_uri=LOGS, report_uri=REPORTS,
+                           drift=DriftMonitor(window="30m", min_rows=5), reference=REFERENCE,
+                           namespace="team-a", run_id="run-1", pushgateway_url="http://gw:9091")
+    env = kubelet_env(config.to_env(), {})
+    assert MonitorConfig.from_env(env) == config
+    bare = MonitorConfig.from_env({k: v for k, v in env.items()
+                                   if k in ("FERRY_INFERENCESERVICE", "POD_NAMESPACE",
+                                            "FERRY_PREDICTION_LOG_URI", "FERRY_DRIFT_REPORT_URI")})
+    assert bare.run_id is None and bare.reference is None and bare.drift == DriftMonitor()
+    with pytest.raises(MissingEnv, match="POD_NAMESPACE, FERRY_DRIFT_REPORT_URI"):
+        MonitorConfig.from_env({k: v for k, v in env.items()
+                                if k not in ("POD_NAMESPACE", "FERRY_DRIFT_REPORT_URI")})

@@ -1,7 +1,13 @@
 import json
 
+import pytest
+
 from ferry.api import parse_spec
 from ferry.builders.featurepipeline import FeatureSettings, build_child, run_once_job_name
+from ferry.features import layout
+from ferry.features.config import JobConfig
+from ferry.podenv import MissingEnv
+from support.podenv import kubelet_env
 
 SETTINGS = FeatureSettings(image="ferry:test", bucket="ferry", prefix="features",
                            s3_endpoint="http://127.0.0.1:9000")
@@ -104,3 +110,45 @@ def test_backfill_intervals_and_jobs():
     assert first["FERRY_INTERVAL_START"] == "2026-01-01T00:00:00Z"
     assert first["FERRY_INTERVAL_END"] == "2026-01-02T00:00:00Z"
     assert "ferry.dev/backfill" in jobs[0]["metadata"]["labels"]
+
+
+JOB = "transactions-v2-1a2b3c4d"
+POD = {"metadata.labels['batch.kubernetes.io/job-name']": JOB}
+
+
+def test_builder_env_is_the_job_config():
+    container = build_child(OWNER, spec(), SETTINGS)["spec"]["template"]["spec"]["containers"][0]
+    assert container["env"] == JobConfig(
+        pipeline=json.loads(env(container)["FERRY_PIPELINE"]),
+        version_uri="s3://ferry/features/transactions/v2/",
+        s3_endpoint="http://127.0.0.1:9000").to_env()
+    assert "FERRY_S3_ENDPOINT" not in env(container), "nothing in the pod reads it"
+
+
+def test_the_job_reads_back_what_the_builder_wrote_and_its_output_is_the_run_folder():
+    from ferry.builders.featurepipeline import backfill_jobs
+
+    backfilled = spec(backfill={"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z",
+                                "interval": "1d"})
+    container = backfill_jobs(OWNER, backfilled, SETTINGS)[0]["spec"]["template"]["spec"][
+        "containers"][0]
+    seen_env = kubelet_env(container["env"], POD)
+    seen = JobConfig.from_env(seen_env)
+    assert seen.run_id == JOB and seen.s3_endpoint == "http://127.0.0.1:9000"
+    assert seen.pipeline == backfilled.model_dump(by_alias=True, exclude_none=True)
+    assert seen_env["FERRY_OUTPUT_URI"] == layout.run_uri(seen.version_uri, JOB)
+    assert (seen_env["FERRY_FEATURE_SET"], seen_env["FERRY_FEATURE_VERSION"]) == (
+        "transactions", "v2")
+    assert seen.sql_variables() == {"ferry_interval_start": "2026-01-01T00:00:00Z",
+                                    "ferry_interval_end": "2026-01-02T00:00:00Z"}
+
+
+def test_job_config_round_trips_and_names_what_is_missing():
+    config = JobConfig(pipeline=SQL, version_uri="s3://b/t/v2/", run_id="r1", s3_endpoint="http://s3",
+                       interval_start="2026-01-01T00:00:00Z", interval_end="2026-01-02T00:00:00Z")
+    assert JobConfig.from_env(kubelet_env(config.to_env(), {})) == config
+    plain = JobConfig(pipeline=SQL, version_uri="s3://b/t/v2/", run_id="r1")
+    assert JobConfig.from_env(kubelet_env(plain.to_env(), {})) == plain
+    assert plain.sql_variables() == {}
+    with pytest.raises(MissingEnv, match="FERRY_RUN_ID"):
+        JobConfig.from_env({"FERRY_PIPELINE": "{}", "FERRY_VERSION_URI": "s3://b/t/v2/"})

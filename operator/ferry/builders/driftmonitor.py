@@ -9,10 +9,9 @@ it in as env, and S3 credentials arrive through ``extra_env`` (Secret references
 
 from __future__ import annotations
 
-import json
-
 from ferry.api.inferenceservice import InferenceServiceSpec
 from ferry.builders.labels import OWNER_UID, child_labels, owner_reference
+from ferry.drift.config import MonitorConfig
 
 KIND = "InferenceService"
 COMPONENT = "ferry.dev/component"
@@ -32,13 +31,6 @@ def monitor_labels(infsvc_name: str, **extra: str) -> dict[str, str]:
     return child_labels(KIND, infsvc_name, **{COMPONENT: COMPONENT_VALUE}, **extra)
 
 
-def drift_config_json(spec: InferenceServiceSpec) -> str:
-    """What the pod needs of ``spec.monitoring.drift`` (not the schedule or retrain template)."""
-    drift = spec.monitoring.drift
-    return json.dumps(drift.model_dump(by_alias=True, exclude_none=True,
-                                       exclude={"on_drift", "schedule"}), sort_keys=True)
-
-
 def build_drift_monitor(infsvc: dict, spec: InferenceServiceSpec, image: str,
                         prediction_log_uri: str, report_uri: str, reference_uri: str | None,
                         extra_env: list[dict] | None = None) -> list[dict]:
@@ -52,7 +44,7 @@ def build_drift_monitor(infsvc: dict, spec: InferenceServiceSpec, image: str,
     - ``reference_uri``: the served ModelVersion's ``status.lineage.dataUri``;
       ``spec.monitoring.drift.reference`` overrides it;
     - ``extra_env``: container env entries appended last (``AWS_ENDPOINT_URL_S3``, credentials as
-      ``valueFrom.secretKeyRef``, ``FERRY_PUSHGATEWAY_URL``).
+      ``valueFrom.secretKeyRef``).
 
     Raises ``ValueError`` when no reference is known: the controller reports that as a condition.
     """
@@ -71,14 +63,8 @@ def build_drift_monitor(infsvc: dict, spec: InferenceServiceSpec, image: str,
                 "ownerReferences": [owner_reference(infsvc)]}
 
     env = [
-        {"name": "FERRY_INFERENCESERVICE", "value": name},
-        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": "FERRY_RUN_ID", "valueFrom": {"fieldRef": {
-            "fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}}},
-        {"name": "FERRY_DRIFT_CONFIG", "value": drift_config_json(spec)},
-        {"name": "FERRY_DRIFT_REFERENCE", "value": reference},
-        {"name": "FERRY_PREDICTION_LOG_URI", "value": prediction_log_uri},
-        {"name": "FERRY_DRIFT_REPORT_URI", "value": report_uri},
+        *MonitorConfig(inference_service=name, prediction_log_uri=prediction_log_uri,
+                       report_uri=report_uri, drift=drift, reference=reference).to_env(),
         {"name": "TMPDIR", "value": SCRATCH},  # S3 objects are spooled here (emptyDir)
         *(extra_env or []),
     ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -11,6 +10,7 @@ from ferry.api.common import duration_seconds
 from ferry.api.featurepipeline import FeaturePipelineSpec
 from ferry.builders.labels import OWNER_UID, child_labels, owner_reference
 from ferry.features import layout
+from ferry.features.config import JobConfig
 
 KIND = "FeaturePipeline"
 BACKFILL_LABEL = "ferry.dev/backfill"
@@ -43,21 +43,13 @@ def run_once_job_name(name: str, spec: FeaturePipelineSpec) -> str:
     return f"{name[:54]}-{spec_digest(spec)}"
 
 
-def _env(spec: FeaturePipelineSpec, settings: FeatureSettings) -> list[dict]:
-    env = [
-        {"name": "FERRY_RUN_ID", "valueFrom": {"fieldRef": {
-            "fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}}},
-        {"name": "FERRY_FEATURE_SET", "value": spec.feature_set},
-        {"name": "FERRY_FEATURE_VERSION", "value": spec.version},
-        {"name": "FERRY_VERSION_URI", "value": version_uri(spec, settings)},
-        {"name": "FERRY_OUTPUT_URI", "value": "$(FERRY_VERSION_URI)$(FERRY_RUN_ID)/"},
-        {"name": "FERRY_PIPELINE",
-         "value": json.dumps(spec.model_dump(by_alias=True, exclude_none=True), sort_keys=True)},
-    ]
-    if settings.s3_endpoint:
-        env += [{"name": "AWS_ENDPOINT_URL_S3", "value": settings.s3_endpoint},
-                {"name": "FERRY_S3_ENDPOINT", "value": settings.s3_endpoint}]
-    return env
+def job_config(spec: FeaturePipelineSpec, settings: FeatureSettings,
+               interval: tuple[str, str] | None = None) -> JobConfig:
+    """What the Job's pod runs on; ``interval`` is a backfill run's [start, end)."""
+    start, end = interval or (None, None)
+    return JobConfig(pipeline=spec.model_dump(by_alias=True, exclude_none=True),
+                     version_uri=version_uri(spec, settings), s3_endpoint=settings.s3_endpoint,
+                     interval_start=start, interval_end=end)
 
 
 def _container(name: str, image: str, command: list[str], args: list[str], env: list[dict],
@@ -78,8 +70,9 @@ def _resources(spec) -> dict:
     return {"requests": values, "limits": values} if values else {}
 
 
-def pod_template(name: str, spec: FeaturePipelineSpec, settings: FeatureSettings) -> dict:
-    env = _env(spec, settings)
+def pod_template(name: str, spec: FeaturePipelineSpec, settings: FeatureSettings,
+                 interval: tuple[str, str] | None = None) -> dict:
+    env = job_config(spec, settings, interval).to_env()
     env_from = [{"secretRef": {"name": spec.s3_credentials.name}}] if spec.s3_credentials else []
     init_containers = []
     if spec.transform.sql is not None:
@@ -106,7 +99,8 @@ def pod_template(name: str, spec: FeaturePipelineSpec, settings: FeatureSettings
     return pod
 
 
-def job_spec(name: str, spec: FeaturePipelineSpec, settings: FeatureSettings) -> dict:
+def job_spec(name: str, spec: FeaturePipelineSpec, settings: FeatureSettings,
+             interval: tuple[str, str] | None = None) -> dict:
     return {
         "backoffLimit": 2,
         "podFailurePolicy": {"rules": [
@@ -114,7 +108,7 @@ def job_spec(name: str, spec: FeaturePipelineSpec, settings: FeatureSettings) ->
                                                   "values": [REJECTED_EXIT_CODE]}},
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
         ]},
-        "template": pod_template(name, spec, settings),
+        "template": pod_template(name, spec, settings, interval),
     }
 
 
@@ -163,17 +157,12 @@ def backfill_jobs(owner: dict, spec: FeaturePipelineSpec, settings: FeatureSetti
     name, namespace = owner["metadata"]["name"], owner["metadata"]["namespace"]
     digest = spec_digest(spec)[:6]
     jobs = []
-    for index, (start, end) in enumerate(backfill_intervals(spec)):
-        job_spec_ = job_spec(name, spec, settings)
-        for container in (job_spec_["template"]["spec"].get("initContainers", [])
-                          + job_spec_["template"]["spec"]["containers"]):
-            container["env"] = [{"name": "FERRY_INTERVAL_START", "value": start},
-                                {"name": "FERRY_INTERVAL_END", "value": end}] + container["env"]
+    for index, interval in enumerate(backfill_intervals(spec)):
         jobs.append({
             "apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": f"{name[:44]}-bf-{digest}-{index}", "namespace": namespace,
                          "labels": child_labels(KIND, name, **{BACKFILL_LABEL: digest}),
                          "ownerReferences": [owner_reference(owner)]},
-            "spec": job_spec_,
+            "spec": job_spec(name, spec, settings, interval),
         })
     return jobs

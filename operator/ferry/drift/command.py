@@ -14,17 +14,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ferry.api.common import duration_seconds
-from ferry.api.inferenceservice import DriftMonitor
 from ferry.drift import data, engine, report
+from ferry.drift.config import MonitorConfig, load_config
 
 EXIT_CODES = {engine.NO_DRIFT: 0, engine.DRIFTED: 1, engine.INCONCLUSIVE: 3}
 EXIT_ERROR = 4
 GROUP, VERSION, PLURAL = "ferry.dev", "v1alpha1", "inferenceservices"
-
-
-def load_config(text: str | None) -> DriftMonitor:
-    """``spec.monitoring.drift`` as JSON (the same shape for the CLI and the operator)."""
-    return DriftMonitor.model_validate(json.loads(text) if text else {})
 
 
 def _store():
@@ -100,36 +95,35 @@ def drift_summary(result: dict, window: str, run_id: str, json_uri: str, html_ur
 def monitor(env: dict[str, str] | None = None, now: datetime | None = None) -> int:
     """One scheduled run: the prediction log of the last window against the reference, reports
     to S3, ``status.drift`` patched with the pod's own ServiceAccount, optional Pushgateway."""
-    env = os.environ if env is None else env
-    name, namespace = env["FERRY_INFERENCESERVICE"], env["POD_NAMESPACE"]
-    config = load_config(env.get("FERRY_DRIFT_CONFIG"))
-    reference_uri = env.get("FERRY_DRIFT_REFERENCE") or config.reference
+    settings = MonitorConfig.from_env(os.environ if env is None else env)
+    name, namespace, config = settings.inference_service, settings.namespace, settings.drift
+    reference_uri = settings.reference or config.reference
     if not reference_uri:
         print("ferry drift monitor: no reference (FERRY_DRIFT_REFERENCE)", file=sys.stderr)
         return EXIT_ERROR
     end = now or datetime.now(UTC)
     start = end - timedelta(seconds=duration_seconds(config.window))
-    run_id = env.get("FERRY_RUN_ID") or end.strftime("%Y%m%dT%H%M%SZ")
+    run_id = settings.run_id or end.strftime("%Y%m%dT%H%M%SZ")
     store = _store()
 
     reference = data.ParquetDataset.open(reference_uri, store)
-    log_files = data.prediction_log_objects(store, env["FERRY_PREDICTION_LOG_URI"], start, end)
+    logs = settings.prediction_log_uri
+    log_files = data.prediction_log_objects(store, logs, start, end)
     if log_files:
-        current = data.ParquetDataset.open_many(log_files, env["FERRY_PREDICTION_LOG_URI"], store)
+        current = data.ParquetDataset.open_many(log_files, logs, store)
         current.restrict_time(start, end)
     else:
         import pyarrow as pa
 
-        current = data.TableDataset(pa.table({}), env["FERRY_PREDICTION_LOG_URI"])
+        current = data.TableDataset(pa.table({}), logs)
     result = engine.compare(reference, current, config)
     result["time"], result["subject"] = now_iso(end), f"{namespace}/{name}"
     result["window"] = f"{now_iso(start)}/{now_iso(end)}"
-    json_uri, html_uri = write_reports(result, f"{env['FERRY_DRIFT_REPORT_URI'].rstrip('/')}/{run_id}",
-                                       store)
+    json_uri, html_uri = write_reports(result, f"{settings.report_uri.rstrip('/')}/{run_id}", store)
     summary = drift_summary(result, config.window, run_id, json_uri, html_uri)
     patch_status(namespace, name, summary)
-    if env.get("FERRY_PUSHGATEWAY_URL"):
-        push_metrics(env["FERRY_PUSHGATEWAY_URL"], namespace, name, result)
+    if settings.pushgateway_url:
+        push_metrics(settings.pushgateway_url, namespace, name, result)
     print(summary_line(result))
     print(json.dumps(summary, sort_keys=True))
     return 0

@@ -16,21 +16,15 @@ from datetime import datetime, UTC
 
 from ferry.adapters.s3 import ObjectStore
 from ferry.features import engine, layout
+from ferry.features.config import JobConfig
 
 REJECTED = 3
-INTERVAL_VARIABLES = ("FERRY_INTERVAL_START", "FERRY_INTERVAL_END")  # set for backfill runs
 
 
-def _environment() -> tuple[dict, str, str]:
-    spec = json.loads(os.environ["FERRY_PIPELINE"])
-    return spec, os.environ["FERRY_VERSION_URI"], os.environ["FERRY_RUN_ID"]
-
-
-def compute(store: ObjectStore, spec: dict, run: str):
+def compute(store: ObjectStore, spec: dict, run: str, variables: dict[str, str]):
     sql = spec["transform"]["sql"]
     tables = {s["name"]: store.read_table(s["uri"], s.get("format", "parquet"))
               for s in sql["sources"]}
-    variables = {name.lower(): os.environ[name] for name in INTERVAL_VARIABLES if name in os.environ}
     table = engine.run_sql(sql["query"], tables, variables)
     store.write_parquet(f"{run}{layout.DATA}", table)
     return table
@@ -56,11 +50,12 @@ def publish(store: ObjectStore, spec: dict, version: str, run_id: str, table) ->
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "run"
-    spec, version, run_id = _environment()
-    store = ObjectStore()
+    config = JobConfig.from_env(os.environ)
+    spec, version, run_id = config.pipeline, config.version_uri, config.run_id
+    store = ObjectStore(endpoint_url=config.s3_endpoint)
     run = layout.run_uri(version, run_id)
     if command == "run":
-        table = compute(store, spec, run)
+        table = compute(store, spec, run, config.sql_variables())
     elif command == "validate":
         table = store.read_table(run, "parquet")
     else:
