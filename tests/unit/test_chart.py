@@ -205,6 +205,7 @@ def test_external_services_configuration():
     assert variables["FERRY_MLFLOW_URI"] == "http://mlflow.mlflow.svc:5000"
     assert variables["FERRY_S3_ENDPOINT"] == "http://minio.storage.svc:9000"
     assert variables["FERRY_S3_BUCKET"] == "ml-features"
+    assert variables["FERRY_DEFAULT_OBJECT_STORE_SECRET"] == "ferry-s3"
     assert variables["FERRY_PROMETHEUS_URL"] == "http://prometheus-operated.monitoring.svc:9090"
     assert variables["FERRY_LOG_LEVEL"] == "DEBUG"
     assert container(objects)["envFrom"] == [{"secretRef": {"name": "ferry-s3"}}]
