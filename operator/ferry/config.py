@@ -7,6 +7,8 @@ import socket
 
 from pydantic import BaseModel, Field
 
+from ferry.api.common import DNS_SUBDOMAIN
+
 
 def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
@@ -31,6 +33,10 @@ class OperatorConfig(BaseModel):
                        description="Image of the pods that run Ferry's own commands.")
     s3_endpoint: str | None = Field(None, description="S3 endpoint for Ferry and its pods.")
     s3_bucket: str = "ferry"
+    default_object_store_secret: str | None = Field(
+        None, pattern=DNS_SUBDOMAIN,
+        description="Secret (in each object's namespace) with the pods' S3 credentials when a "
+                    "spec names no spec.objectStore.")
     mlflow_uri: str | None = Field(None, description="MLflow tracking and registry server.")
     prometheus_url: str | None = Field(
         None, description="Prometheus HTTP API for rollout analysis (InferenceService).")

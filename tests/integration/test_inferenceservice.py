@@ -432,18 +432,23 @@ def test_killing_the_operator_mid_canary_resumes_at_the_same_step(cluster, servi
                           == "Paused" and s, timeout=150, message="paused at step 2")
         assert paused["currentStep"] == 1 and paused["canaryWeight"] == 50
         children = deployment_uids(cluster, namespace, "api")
-        first.stop(signal.SIGKILL)
-        second = start_operator(cluster, tmp_path, namespace, **env)
-        wait_for(lambda: sample_total(second.metrics(), "ferry_reconcile_total",
-                                      kind="InferenceService", result="success") >= 2,
-                 timeout=60, message="the new operator reconciled the service")
-        resumed = status_of(cluster, namespace, "api")
-        assert resumed["phase"] == "Paused" and resumed["currentStep"] == 1
-        assert resumed["rollout"]["stepStartedAt"] == paused["rollout"]["stepStartedAt"]
-        assert deployment_uids(cluster, namespace, "api") == children, "nothing recreated"
-        ferry(cluster, "promote", "infsvc/api", "-n", namespace)
-        assert infsvc(cluster, namespace, "api")["spec"]["rollout"]["promote"] == "k-2"
-        healthy_on(cluster, namespace, "api", "k-2")
+        with Traffic(cluster.api_client, namespace, "api") as traffic:
+            first.stop(signal.SIGKILL)
+            second = start_operator(cluster, tmp_path, namespace, **env)
+            wait_for(lambda: sample_total(second.metrics(), "ferry_reconcile_total",
+                                          kind="InferenceService", result="success") >= 2,
+                     timeout=60, message="the new operator reconciled the service")
+            resumed = status_of(cluster, namespace, "api")
+            assert resumed["phase"] == "Paused" and resumed["currentStep"] == 1
+            assert resumed["rollout"]["stepStartedAt"] == paused["rollout"]["stepStartedAt"]
+            assert deployment_uids(cluster, namespace, "api") == children, "nothing recreated"
+            ferry(cluster, "promote", "infsvc/api", "-n", namespace)
+            assert infsvc(cluster, namespace, "api")["spec"]["rollout"]["promote"] == "k-2"
+            healthy_on(cluster, namespace, "api", "k-2")
+            wait_for(lambda: set(deployment_uids(cluster, namespace, "api")) == {"api-k-2"},
+                     timeout=60, message="the old version's Deployment removed")
+        assert not traffic.lost(), f"every request is answered across the restart: {traffic.lost()}"
+        assert {a.code for a in traffic.answers} == {200}
         reasons = event_reasons(cluster, namespace, "api")
         assert reasons.count("RolloutStarted") == 1 and reasons.count("Promoted") == 1
     finally:
@@ -502,22 +507,30 @@ def test_blue_green_previews_switches_atomically_and_rolls_back_instantly(
     assert predict(active[0], 1.0) == (200, 2.0), "clients still get the old one"
     blue_pods = active
 
-    ferry(cluster, "promote", "infsvc/web", "-n", namespace)
-    wait_for(lambda: get_resource(cluster, namespace, "service", "web")["spec"]["selector"].get(
-        "ferry.dev/model-version") == "green", timeout=60, message="active Service switched")
-    switched = healthy_on(cluster, namespace, "web", "green")
-    assert switched["rollout"]["previous"]["modelVersion"] == "blue", "old colour kept"
-    wait_for(lambda: endpoint_addresses(cluster.api_client, namespace, "web") == preview,
-             timeout=30, message="endpoints are the former preview pods")
-    assert predict(preview[0], 1.0) == (200, 3.0)
+    with Traffic(cluster.api_client, namespace, "web") as traffic:
+        ferry(cluster, "promote", "infsvc/web", "-n", namespace)
+        wait_for(lambda: get_resource(cluster, namespace, "service", "web")["spec"]["selector"].get(
+            "ferry.dev/model-version") == "green", timeout=60, message="active Service switched")
+        switched = healthy_on(cluster, namespace, "web", "green")
+        assert switched["rollout"]["previous"]["modelVersion"] == "blue", "old colour kept"
+        wait_for(lambda: endpoint_addresses(cluster.api_client, namespace, "web") == preview,
+                 timeout=30, message="endpoints are the former preview pods")
+        assert predict(preview[0], 1.0) == (200, 3.0)
 
-    # Rollback = revert the one field in Git: blue is still warm, so it is instant.
-    patch_spec(cluster, namespace, "web", {"model": {"modelVersion": "blue"}})
-    wait_for(lambda: get_resource(cluster, namespace, "service", "web")["spec"]["selector"].get(
-        "ferry.dev/model-version") == "blue", timeout=30, message="switched back")
-    wait_for(lambda: endpoint_addresses(cluster.api_client, namespace, "web") == blue_pods,
-             timeout=30, message="the old colour's pods, still running, serve again")
-    assert predict(blue_pods[0], 1.0) == (200, 2.0)
+        # Rollback = revert the one field in Git: blue is still warm, so it is instant.
+        patch_spec(cluster, namespace, "web", {"model": {"modelVersion": "blue"}})
+        wait_for(lambda: get_resource(cluster, namespace, "service", "web")["spec"]["selector"].get(
+            "ferry.dev/model-version") == "blue", timeout=30, message="switched back")
+        wait_for(lambda: endpoint_addresses(cluster.api_client, namespace, "web") == blue_pods,
+                 timeout=30, message="the old colour's pods, still running, serve again")
+        assert predict(blue_pods[0], 1.0) == (200, 2.0)
+        proxied_after_switch(cluster, namespace, "web", "blue")
+        settled = time.monotonic()
+        wait_for(lambda: len(traffic.since(settled)) > 10, timeout=30, message="traffic after")
+    assert not traffic.lost(), f"every request is answered through both switches: {traffic.lost()}"
+    assert {a.code for a in traffic.answers} == {200}
+    assert {a.prediction for a in traffic.answers} >= {3.0, -3.0}, "green served in between"
+    assert {a.prediction for a in traffic.since(settled)} == {2.0, -2.0}, "blue serves again"
     assert "SwitchedBack" in event_reasons(cluster, namespace, "web")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,16 +13,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+import yaml
 from kubernetes import client
 
 from ferry_dev.controlplane import LocalCluster, pod_security_namespace
 from ferry_dev.processes import free_port
+from ferry_dev.tools import render_chart
 from support.waiting import wait_for
 
 
 # The released image name: the harness loads the local build of the Dockerfile under it (and under
 # its content reference), as the operator's default FERRY_IMAGE and the examples name it.
 IMAGE = "ghcr.io/ferry-dev/ferry:0.1.0"
+# Where the test operators' ServiceAccounts, Leases and leader-election Roles live, as a release's.
+OPERATOR_NAMESPACE = "ferry-system"
+# RBAC's refusal ("... is forbidden: User "system:serviceaccount:..." cannot create resource ..."),
+# not the other 403s (a namespace being deleted refuses new Events to everyone).
+FORBIDDEN = re.compile(r"User \S+ cannot [a-z]+ resource")
 
 
 @dataclass
@@ -76,22 +84,77 @@ class OperatorProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def forbidden(self) -> list[str]:
+        """Log lines where RBAC refused the operator: a rule missing from rbac.py."""
+        return [line for line in self.log().splitlines() if FORBIDDEN.search(line)]
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Stop the process; a 403 anywhere in its log fails the test that ran it."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.process.wait(timeout)
+        code = self.process.wait(timeout)
+        refused = self.forbidden()
+        assert not refused, f"the operator lacked permissions ({self.log_path}): {refused[:5]}"
+        return code
+
+
+def operator_rbac(rendered: list[dict]) -> list[dict]:
+    """The operator's ServiceAccount and Lease, its bindings and the roles they grant."""
+    (account,) = [o for o in rendered if o["kind"] == "ServiceAccount"]
+    subject = {"kind": "ServiceAccount", "name": account["metadata"]["name"],
+               "namespace": OPERATOR_NAMESPACE}
+    bindings = [o for o in rendered if o["kind"] in ("ClusterRoleBinding", "RoleBinding")
+                and subject in o.get("subjects", [])]
+    granted = {(b["roleRef"]["kind"], b["roleRef"]["name"],
+                b["metadata"].get("namespace") if b["roleRef"]["kind"] == "Role" else None)
+               for b in bindings}
+    roles = [o for o in rendered if (o["kind"], o["metadata"]["name"],
+                                     o["metadata"].get("namespace")) in granted]
+    leases = [o for o in rendered if o["kind"] == "Lease"]
+    return [account, *roles, *bindings, *leases]
+
+
+def operator_identity(cluster: ClusterHandle, release: str, namespaces: str, folder: Path) -> Path:
+    """A kubeconfig that authenticates as the chart's ServiceAccount of ``release``, holding exactly
+    the RBAC the chart renders for watching ``namespaces`` (and its leader-election Lease), so a
+    test operator has the rights an installed one has and no more."""
+    watched = [name for name in namespaces.split(",") if name]
+    rendered = render_chart("--set-json", f"watchNamespaces={json.dumps(watched)}",
+                            release=release, namespace=OPERATOR_NAMESPACE)
+    objects = operator_rbac(rendered)
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": [namespace, *objects]}))
+    (account,) = [o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"]
+    token = cluster.kubectl("create", "token", account, "-n", OPERATOR_NAMESPACE,
+                            "--duration", "24h").stdout.strip()
+    admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": account,
+        "clusters": [{"name": "local", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": "local", "user": account}}],
+    }
+    path = folder / f"{release}.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
 
 
 def start_operator(cluster: ClusterHandle, log_dir: Path, namespaces: str, **env: str):
-    """Run ``ferry operator`` as a subprocess, the way it runs in a pod, and wait for /healthz."""
+    """Run ``ferry operator`` as a subprocess, the way it runs in a pod: as the chart's
+    ServiceAccount of the release named like its Lease (``FERRY_LEASE_NAME``), with the chart's
+    RBAC; wait for /healthz."""
     port = free_port()
     log_path = log_dir / f"operator-{port}.log"
     env.setdefault("FERRY_IMAGE", cluster.image)  # the pods it creates run Ferry's image
+    release = env.setdefault("FERRY_LEASE_NAME", "ferry-operator")
+    kubeconfig = operator_identity(cluster, release, namespaces, log_dir)
     process = subprocess.Popen(
-        [sys.executable, "-m", "ferry", "operator", "--kubeconfig", cluster.kubeconfig,
+        [sys.executable, "-m", "ferry", "operator", "--kubeconfig", str(kubeconfig),
          "--metrics-port", str(port)],
         stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
-        env=os.environ | {"FERRY_NAMESPACES": namespaces, "FERRY_LEASE_NAMESPACE": "default",
+        env=os.environ | {"FERRY_NAMESPACES": namespaces, "FERRY_LEASE_NAMESPACE": OPERATOR_NAMESPACE,
                           **env},
     )
     handle = OperatorProcess(process, port, log_path)

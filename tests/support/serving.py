@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import requests
 from kubernetes import client
 
+from support.waiting import wait_for
+
 
 @dataclass
 class Answer:
@@ -63,6 +65,11 @@ class Traffic:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __enter__(self) -> Traffic:
+        """Starts once the Service answers: kube-proxy writes a new Service's rules a moment after
+        its pods are ready, and what the tests count is what a rollout loses, not that moment."""
+        address = service_address(self.api_client, self.namespace, self.service)
+        wait_for(lambda: predict(address, self.inputs[0])[0] in (200, 500), timeout=60,
+                 message=f"{self.service} answers through its ClusterIP")
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self

@@ -160,6 +160,15 @@ def test_namespaced_mode_grants_workload_rights_only_in_watched_namespaces():
     assert env(objects)["FERRY_NAMESPACES"]["value"] == "ml-team,ml-research"
 
 
+def test_a_namespace_glob_gets_the_workload_rules_cluster_wide():
+    """A glob matches namespaces created after the install, which no Role can name in advance."""
+    objects = render(None, "--set", "watchNamespaces={ml-team,team-*}")
+    assert operator_cluster_role(objects)["rules"] == rbac.manifest_rules(
+        rbac.CLUSTER_RULES + rbac.NAMESPACE_DISCOVERY_RULES + rbac.WORKLOAD_RULES)
+    assert [r["metadata"]["name"] for r in by_kind(objects, "Role")] == ["ferry-leader-election"]
+    assert env(objects)["FERRY_NAMESPACES"]["value"] == "ml-team,team-*"
+
+
 def test_single_replica_has_no_pdb_and_no_lease():
     objects = render(CHART_DIR / "ci" / "single-replica-values.yaml")
     assert not by_kind(objects, "PodDisruptionBudget")
@@ -196,6 +205,7 @@ def test_external_services_configuration():
     assert variables["FERRY_MLFLOW_URI"] == "http://mlflow.mlflow.svc:5000"
     assert variables["FERRY_S3_ENDPOINT"] == "http://minio.storage.svc:9000"
     assert variables["FERRY_S3_BUCKET"] == "ml-features"
+    assert variables["FERRY_DEFAULT_OBJECT_STORE_SECRET"] == "ferry-s3"
     assert variables["FERRY_PROMETHEUS_URL"] == "http://prometheus-operated.monitoring.svc:9090"
     assert variables["FERRY_LOG_LEVEL"] == "DEBUG"
     assert container(objects)["envFrom"] == [{"secretRef": {"name": "ferry-s3"}}]

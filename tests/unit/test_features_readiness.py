@@ -109,7 +109,8 @@ def run_job(kube: FakeKube, status: dict):
                       "metadata": {"name": "fraud", "namespace": "ml", "uid": "uid-1",
                                    "generation": 1},
                       "spec": {"image": "trainer:1", "features": "tx-v2"}})
-    ctx = SimpleNamespace(kube=kube, config=SimpleNamespace(s3_endpoint=None))
+    ctx = SimpleNamespace(kube=kube, config=SimpleNamespace(s3_endpoint=None,
+                                                          default_object_store_secret=None))
     return asyncio.run(reconcile_job(ctx, body, spec(features="tx-v2"), status,
                                      Tracked(None, None, None, None)))
 

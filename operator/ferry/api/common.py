@@ -94,6 +94,24 @@ class SecretRef(ApiModel):
     name: Name
 
 
+class ObjectStoreRef(ApiModel):
+    """Where the pods of an object get their S3 credentials: one Secret, the same field in every
+    kind that starts pods."""
+
+    secret_ref: SecretRef = Field(description=(
+        "Secret in the object's namespace with the standard keys AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, optionally AWS_DEFAULT_REGION, AWS_ENDPOINT_URL_S3 and "
+        "MLFLOW_S3_ENDPOINT_URL; every key becomes environment of the pods (envFrom)."))
+
+
+OBJECT_STORE = (
+    "S3 credentials of every pod this object starts, as one Secret reference (envFrom). "
+    "Precedence: this field, else the operator's default Secret "
+    "(FERRY_DEFAULT_OBJECT_STORE_SECRET, loaded optionally: a namespace without it starts pods "
+    "without it), else nothing (the pods' cloud identity). Explicit env entries still win over "
+    "the Secret's keys, and so does the operator's S3 endpoint (FERRY_S3_ENDPOINT) when set.")
+
+
 class EnvVar(ApiModel):
     name: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")]
     value: Annotated[str, Field(max_length=32768)] | None = None

@@ -9,7 +9,8 @@ from datetime import datetime
 from pydantic import Field, field_validator
 
 from ferry.api.common import (
-    ApiModel, Container, Duration, FerryStatus, Label, Rule, SecretRef, StatusModel, Text, immutable)
+    OBJECT_STORE, ApiModel, Container, Duration, FerryStatus, Label, ObjectStoreRef, Rule, SecretRef,
+    StatusModel, Text, immutable)
 
 CRON_FIELDS = 5
 
@@ -99,6 +100,10 @@ class Backfill(ApiModel):
 
 
 class FeaturePipelineSpec(ApiModel):
+    rules = (Rule("!has(self.objectStore) || !has(self.s3Credentials)",
+                  "set objectStore or the deprecated s3Credentials, not both",
+                  lambda m: m.object_store is None or m.s3_credentials is None),)
+
     feature_set: Annotated[Label, Field(json_schema_extra=immutable("featureSet"))]
     version: Annotated[Label, Field(description="Feature version, e.g. v2; immutable.",
                                     json_schema_extra=immutable("version"))]
@@ -112,7 +117,9 @@ class FeaturePipelineSpec(ApiModel):
     expectations: Annotated[list[Expectation], Field(max_length=64)] = []
     freshness: Freshness | None = None
     backfill: Backfill | None = None
-    s3_credentials: SecretRef | None = Field(None, description="Secret with AWS_* keys.")
+    object_store: ObjectStoreRef | None = Field(None, description=OBJECT_STORE)
+    s3_credentials: SecretRef | None = Field(None, description=(
+        "Deprecated alias of objectStore.secretRef, read as objectStore when that is unset."))
     description: Text | None = None
 
     @field_validator("schedule")

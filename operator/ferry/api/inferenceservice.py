@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from ferry.api.common import (
-    ApiModel, Duration, EnvVar, FerryStatus, FreeForm, Name, Resources, Rule, StatusModel)
+    OBJECT_STORE, ApiModel, Duration, EnvVar, FerryStatus, FreeForm, Name, ObjectStoreRef, Resources,
+    Rule, StatusModel)
 
 Percent = Annotated[int, Field(ge=0, le=100)]
 
@@ -147,7 +148,9 @@ class PredictionLogging(ApiModel):
 
 
 class Retrain(ApiModel):
-    template: FreeForm = Field(description="A TrainingRun spec for the retraining run.")
+    template: FreeForm = Field(description=(
+        "A TrainingRun spec for the retraining run; without objectStore it gets the "
+        "InferenceService's."))
     cooldown: Duration = "24h"
     max_concurrent: Annotated[int, Field(ge=1, le=10)] = 1
 
@@ -213,6 +216,9 @@ class RolloutControl(ApiModel):
 class InferenceServiceSpec(ApiModel):
     model: ModelRef
     runtime: Runtime = Runtime()
+    object_store: ObjectStoreRef | None = Field(None, description=(
+        OBJECT_STORE + " Here: the serving pods, the drift monitor's pods and, unless its "
+        "template names its own, the retraining TrainingRun."))
     replicas: Annotated[int, Field(ge=0, le=1000)] = 1
     autoscaling: Autoscaling | None = None
     strategy: Strategy = Strategy()

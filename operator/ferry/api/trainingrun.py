@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from ferry.api.common import (
-    ApiModel, Container, Duration, FerryStatus, FreeForm, Label, Name, Quantity, Rule,
-    SecretRef, StatusModel, StringMap, Text, Toleration)
+    OBJECT_STORE, ApiModel, Container, Duration, FerryStatus, FreeForm, Label, Name,
+    ObjectStoreRef, Quantity, Rule, SecretRef, StatusModel, StringMap, Text, Toleration)
 from ferry.api.modelversion import Approval, Gates
 
 
@@ -19,14 +19,16 @@ class MlflowTracking(ApiModel):
         None, description="Default: the operator's configured MLflow.")
     credentials: SecretRef | None = Field(
         None, description="Secret whose keys become the trainer's environment (envFrom), e.g. "
-                          "MLFLOW_TRACKING_TOKEN or AWS_* for the artifact store.")
+                          "MLFLOW_TRACKING_TOKEN. Kept next to spec.objectStore (S3 keys belong "
+                          "there): loaded after it, so its keys win.")
 
 
 class Checkpoint(ApiModel):
     uri: Annotated[str, Field(max_length=1024, pattern=r"^s3://[^/]+/.*$")]
     credentials: SecretRef | None = Field(
-        None, description="Secret whose keys become the trainer's environment (envFrom), e.g. "
-                          "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.")
+        None, description="Secret whose keys become the trainer's environment (envFrom). Kept "
+                          "next to spec.objectStore for a checkpoint store with its own "
+                          "credentials: loaded after it, so its keys win.")
 
 
 class SweepParameter(ApiModel):
@@ -94,6 +96,7 @@ class TrainingRunSpec(Container):
         "FeaturePipeline the code reads: the run starts once it is Ready (FeaturesReady) and "
         "gets its latest output as FERRY_FEATURES_URI; also lineage."))
     parameters: StringMap = {}
+    object_store: ObjectStoreRef | None = Field(None, description=OBJECT_STORE)
     mlflow: MlflowTracking = MlflowTracking()
     checkpoint: Checkpoint | None = None
     node_selector: StringMap = {}

@@ -4,13 +4,16 @@
 Least privilege: the Role allows exactly one thing, ``patch`` on ``inferenceservices/status`` of
 this one InferenceService (``resourceNames``). The pod reads nothing else from the apiserver — the
 operator resolves the reference (the served ModelVersion's ``status.lineage.dataUri``) and passes
-it in as env, and S3 credentials arrive through ``extra_env`` (Secret references), never a spec.
+it in as env. S3 credentials arrive by Secret reference, never through a spec: the
+InferenceService's ``spec.objectStore`` (or the operator's default) as ``envFrom``, and the serving
+pods' own ``AWS_*`` env entries through ``extra_env``.
 """
 
 from __future__ import annotations
 
 from ferry.api.inferenceservice import InferenceServiceSpec
 from ferry.builders.labels import OWNER_UID, child_labels, owner_reference
+from ferry.builders.objectstore import object_store_env_from
 from ferry.drift.config import MonitorConfig
 
 KIND = "InferenceService"
@@ -33,7 +36,8 @@ def monitor_labels(infsvc_name: str, **extra: str) -> dict[str, str]:
 
 def build_drift_monitor(infsvc: dict, spec: InferenceServiceSpec, image: str,
                         prediction_log_uri: str, report_uri: str, reference_uri: str | None,
-                        extra_env: list[dict] | None = None) -> list[dict]:
+                        extra_env: list[dict] | None = None,
+                        object_store_secret: str | None = None) -> list[dict]:
     """The drift monitor's objects, or ``[]`` when ``spec.monitoring.drift`` is unset (the
     controller then deletes the children labelled ``ferry.dev/component=drift-monitor``).
 
@@ -44,7 +48,9 @@ def build_drift_monitor(infsvc: dict, spec: InferenceServiceSpec, image: str,
     - ``reference_uri``: the served ModelVersion's ``status.lineage.dataUri``;
       ``spec.monitoring.drift.reference`` overrides it;
     - ``extra_env``: container env entries appended last (``AWS_ENDPOINT_URL_S3``, credentials as
-      ``valueFrom.secretKeyRef``).
+      ``valueFrom.secretKeyRef``); they win over the Secret's keys;
+    - ``object_store_secret``: the operator's default S3 credentials Secret, used when the
+      InferenceService has no ``spec.objectStore``.
 
     Raises ``ValueError`` when no reference is known: the controller reports that as a condition.
     """
@@ -70,6 +76,7 @@ def build_drift_monitor(infsvc: dict, spec: InferenceServiceSpec, image: str,
     ]
     container = {
         "name": "drift", "image": image, "command": ["ferry", "drift", "monitor"], "env": env,
+        "envFrom": object_store_env_from(spec.object_store, object_store_secret),
         # One column at a time: ~1 GiB covers 1M-row windows (see the drift benchmark).
         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"},
                       "limits": {"memory": "1536Mi"}},

@@ -6,9 +6,10 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ferry.api.common import duration_seconds
+from ferry.api.common import ObjectStoreRef, duration_seconds
 from ferry.api.featurepipeline import FeaturePipelineSpec
 from ferry.builders.labels import OWNER_UID, child_labels, owner_reference
+from ferry.builders.objectstore import object_store_env_from
 from ferry.features import layout
 from ferry.features.config import JobConfig
 
@@ -25,6 +26,14 @@ class FeatureSettings:
     bucket: str
     prefix: str
     s3_endpoint: str | None = None
+    object_store_secret: str | None = None  # the default when a spec names none
+
+
+def object_store(spec: FeaturePipelineSpec) -> ObjectStoreRef | None:
+    """``spec.objectStore``, or the deprecated ``spec.s3Credentials`` it replaced."""
+    if spec.object_store is None and spec.s3_credentials is not None:
+        return ObjectStoreRef(secret_ref=spec.s3_credentials)
+    return spec.object_store
 
 
 def version_uri(spec: FeaturePipelineSpec, settings: FeatureSettings) -> str:
@@ -73,7 +82,7 @@ def _resources(spec) -> dict:
 def pod_template(name: str, spec: FeaturePipelineSpec, settings: FeatureSettings,
                  interval: tuple[str, str] | None = None) -> dict:
     env = job_config(spec, settings, interval).to_env()
-    env_from = [{"secretRef": {"name": spec.s3_credentials.name}}] if spec.s3_credentials else []
+    env_from = object_store_env_from(object_store(spec), settings.object_store_secret)
     init_containers = []
     if spec.transform.sql is not None:
         main = _container("features", settings.image, ["ferry", "features", "run"], [], env,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from ferry.api.inferenceservice import InferenceServiceSpec, ServedModel
 from ferry.builders.labels import child_labels, owner_reference
+from ferry.builders.objectstore import object_store_env_from
 from ferry.reconcilers.rollout import Plan
 
 KIND = "InferenceService"
@@ -36,12 +37,14 @@ GRPC_PORT = 8081  # Open Inference v2 gRPC, next to HTTP, as KServe and MLServer
 
 @dataclass(frozen=True)
 class Serving:
-    """Operator settings the pods need: image, MLflow and S3 endpoints, prediction log bucket."""
+    """Operator settings the pods need: image, MLflow and S3 endpoints, prediction log bucket and
+    the default S3 credentials Secret."""
 
     image: str
     mlflow_uri: str | None = None
     s3_endpoint: str | None = None
     bucket: str = "ferry"
+    object_store_secret: str | None = None
 
 
 def label_value(value: str) -> str:
@@ -192,6 +195,8 @@ def container(owner: dict, spec: InferenceServiceSpec, model: ServedModel, servi
         "resources": resources(spec),
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
+    if env_from := object_store_env_from(spec.object_store, serving.object_store_secret):
+        found["envFrom"] = env_from
     if command:
         found["command"] = command
     if runtime.args:

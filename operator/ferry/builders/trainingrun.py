@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from ferry.api.trainingrun import TrainingRunSpec
 from ferry.builders.labels import child_labels, owner_reference
+from ferry.builders.objectstore import object_store_env_from
 
 KIND = "TrainingRun"
 GPU = "nvidia.com/gpu"
@@ -53,6 +54,7 @@ class Tracking:
     run_id: str | None = None
     features_uri: str | None = None
     s3_endpoint: str | None = None  # the operator's, for features, checkpoints and artifacts
+    object_store_secret: str | None = None  # the operator's default S3 credentials Secret
 
 
 def job_name(name: str, attempt: int = 0) -> str:
@@ -95,12 +97,15 @@ def ferry_env(owner: dict, spec: TrainingRunSpec, tracking: Tracking, attempt: i
     return [{"name": k, "value": v} for k, v in values.items() if v and k not in own]
 
 
-def credentials_env_from(spec: TrainingRunSpec) -> list[dict]:
-    """The MLflow and checkpoint Secrets as environment (``AWS_*``, ``MLFLOW_TRACKING_*`` keys):
-    credentials reach the pod by reference, never through the spec."""
+def credentials_env_from(spec: TrainingRunSpec, tracking: Tracking) -> list[dict]:
+    """The object-store Secret, then the MLflow and checkpoint Secrets, as environment (later
+    sources win a shared key): credentials reach the pod by reference, never through the spec."""
+    store = object_store_env_from(spec.object_store, tracking.object_store_secret)
+    taken = {entry["secretRef"]["name"] for entry in store}
     names = [ref.name for ref in (spec.mlflow.credentials,
                                   spec.checkpoint.credentials if spec.checkpoint else None) if ref]
-    return [{"secretRef": {"name": name}} for name in dict.fromkeys(names)]
+    return store + [{"secretRef": {"name": name}} for name in dict.fromkeys(names)
+                    if name not in taken]
 
 
 def torchrun_env(name: str, spec: TrainingRunSpec, attempt: int = 0) -> list[dict]:
@@ -148,7 +153,7 @@ def pod_template(owner: dict, spec: TrainingRunSpec, tracking: Tracking, attempt
                                                      "sizeLimit": str(spec.shm_size)}})
     container = {
         "name": "trainer", "image": spec.image, "command": spec.command, "args": spec.args,
-        "env": env, "envFrom": credentials_env_from(spec), "resources": resources(spec),
+        "env": env, "envFrom": credentials_env_from(spec, tracking), "resources": resources(spec),
         "volumeMounts": mounts,
         "securityContext": {"allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]}},

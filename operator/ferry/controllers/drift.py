@@ -9,9 +9,10 @@ Decisions where the issue is silent:
 - The reference defaults to the *stable* ModelVersion's ``status.lineage.dataUri``: drift is
   measured against the data the model that answers most traffic was trained on, and it follows a
   promotion.
-- The monitor pod reads S3 with the serving pods' own credentials: the ``AWS_*`` entries of
-  ``spec.runtime.env`` (the Secret references the servers log predictions with), plus the
-  operator's S3 endpoint unless those entries name one. No new Secret to configure.
+- The monitor pod reads S3 with the serving pods' own credentials: the InferenceService's
+  ``spec.objectStore`` Secret (or the operator's default), plus the ``AWS_*`` entries of
+  ``spec.runtime.env`` and the operator's S3 endpoint unless those entries name one. No new Secret
+  to configure.
 - Removal is remembered in status: the ``DriftMonitor`` condition exists exactly while the
   monitor's children may exist, so services without monitoring cost no extra API call.
 - A drift report that still awaits a retraining decision wakes the service at once (the monitor
@@ -109,7 +110,8 @@ async def apply_monitor(ctx: Context, infsvc: dict, spec: InferenceServiceSpec, 
         children = build_drift_monitor(infsvc, spec, serving.image, logs,
                                        report_uri(serving.bucket, namespace, name),
                                        lineage(served).get("dataUri"),
-                                       monitor_env(spec, serving.s3_endpoint))
+                                       monitor_env(spec, serving.s3_endpoint),
+                                       serving.object_store_secret)
     except ValueError as error:
         return False, "NoReference", str(error)
     for child in children:

@@ -36,7 +36,8 @@ STORE_RETRY = 30.0
 def settings(ctx: Context) -> FeatureSettings:
     config = ctx.config
     return FeatureSettings(image=config.image, bucket=config.s3_bucket,
-                           prefix=config.features_prefix, s3_endpoint=config.s3_endpoint)
+                           prefix=config.features_prefix, s3_endpoint=config.s3_endpoint,
+                           object_store_secret=config.default_object_store_secret)
 
 
 async def read_results(ctx: Context, version: str, latest_run: str | None,

@@ -217,7 +217,8 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
     conditions = outcome.status["conditions"]
 
     serving = Serving(image=ctx.config.image, mlflow_uri=ctx.config.mlflow_uri,
-                      s3_endpoint=ctx.config.s3_endpoint, bucket=ctx.config.s3_bucket)
+                      s3_endpoint=ctx.config.s3_endpoint, bucket=ctx.config.s3_bucket,
+                      object_store_secret=ctx.config.default_object_store_secret)
     children = build_children(dict(body), spec, decision.plan, serving)
     routed = None
     for child in children:

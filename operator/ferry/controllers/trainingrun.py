@@ -128,7 +128,8 @@ async def reconcile_job(ctx: Context, body: kopf.Body, spec: TrainingRunSpec, st
         features.uri if features else None
     tracking = Tracking(tracking_uri=tracked.uri, experiment=tracked.experiment,
                         run_id=tracked.run_id, features_uri=data_uri,
-                        s3_endpoint=ctx.config.s3_endpoint)
+                        s3_endpoint=ctx.config.s3_endpoint,
+                        object_store_secret=ctx.config.default_object_store_secret)
     if restart is not None and restart.ready:
         attempt, job, pods = restart.attempt, None, []
         events.append(Event("Warning", "Restarting", restart.message))

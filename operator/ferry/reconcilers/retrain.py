@@ -72,11 +72,14 @@ def is_active(run: dict) -> bool:
 def build_run(infsvc: dict, retrain: Retrain, drift: dict, number: int,
               feature_pipeline: str | None, feature_output_uri: str | None) -> dict:
     """The TrainingRun from ``onDrift.retrain.template``; ``features`` defaults to the pipeline
-    the served model was trained on, so the run reads that pipeline's latest output."""
+    the served model was trained on, so the run reads that pipeline's latest output, and
+    ``objectStore`` to the service's, so one Secret reference covers the whole loop."""
     name = infsvc["metadata"]["name"]
     spec = copy.deepcopy(retrain.template)
     if feature_pipeline and not spec.get("features"):
         spec["features"] = feature_pipeline
+    if (store := (infsvc.get("spec") or {}).get("objectStore")) and not spec.get("objectStore"):
+        spec["objectStore"] = store
     annotations = {
         REPORT_ANNOTATION: drift["reportUri"],
         FEATURES_ANNOTATION: json.dumps(drift.get("driftedFeatures", {}), sort_keys=True),
