@@ -1,4 +1,5 @@
-"""Developer tools built from their official Go modules: Helm.
+"""Developer tools built from their official Go modules: Helm; and the Gateway API's CRDs, read
+from theirs.
 
 Helm is built like the control plane (``GOTOOLCHAIN=local``, pinned in ``pins.env``) but into its
 own cache directory ``~/.cache/ferry/bin/helm-<HELM_VERSION>/``, so changing the Helm pin never
@@ -11,6 +12,7 @@ Run ``python -m ferry_dev.tools`` (``make helm``) to build it; prints the binary
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -67,6 +69,26 @@ def helm(*args: str, kubeconfig: str | None = None, check: bool = True,
         env["KUBECONFIG"] = kubeconfig
     return subprocess.run([str(ensure_helm()), *args], env=env, capture_output=True, text=True,
                           check=check, timeout=timeout)
+
+
+GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
+
+
+def gateway_api_crds(version: str | None = None, channel: str = "standard") -> list[Path]:
+    """The Gateway API's own CRD files of ``version`` (default: the pin) and ``channel``, from its
+    Go module (downloaded into the module cache once; nothing is built)."""
+    version = version or read_pins()["GATEWAY_API_VERSION"]
+    found = subprocess.run(["go", "mod", "download", "-json", f"{GATEWAY_API_MODULE}@{version}"],
+                           capture_output=True, text=True, cwd=cache_root(),
+                           env=os.environ | {"GOTOOLCHAIN": "local"})
+    if found.returncode != 0:
+        raise RuntimeError(f"go mod download {GATEWAY_API_MODULE}@{version}: "
+                           f"{found.stdout[-2000:]}{found.stderr[-2000:]}")
+    folder = Path(json.loads(found.stdout)["Dir"]) / "config" / "crd" / channel
+    files = sorted(folder.glob("gateway.networking.k8s.io_*.yaml"))
+    if not files:
+        raise RuntimeError(f"{GATEWAY_API_MODULE}@{version} has no CRDs under {folder}")
+    return files
 
 
 def render_chart(*flags: str, release: str = "ferry", namespace: str = "ferry-system",

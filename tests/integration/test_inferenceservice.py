@@ -10,13 +10,14 @@ import subprocess
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from ferry.adapters.mlflow import Registry
 from ferry.status import find_condition
+from ferry_dev.tools import gateway_api_crds
 from support.cluster import create_namespace, start_operator
 from support.environ import services_environment
 from support.metrics import sample_total
@@ -24,7 +25,6 @@ from support.objects import apply_manifests, get_resource
 from support.serving import Traffic, endpoint_addresses, predict
 from support.waiting import wait_for
 
-GATEWAY_CRDS = Path(__file__).parent / "gateway-api"
 
 
 @pytest.fixture(scope="module")
@@ -537,11 +537,27 @@ def test_blue_green_previews_switches_atomically_and_rolls_back_instantly(
 # --- HTTPRoute ---------------------------------------------------------------------------------
 
 
-def test_httproute_weights_match_each_canary_step(cluster, namespace, operator, scraped, runs):
-    cluster.kubectl("apply", "-f", str(GATEWAY_CRDS / "httproutes.yaml"))
-    wait_for(lambda: cluster.kubectl("get", "httproutes.gateway.networking.k8s.io", "-A",
-                                     check=False).returncode == 0, timeout=30,
-             message="HTTPRoute CRD served")
+def install_httproute_crd(cluster, version: str | None = None) -> None:
+    """The Gateway API project's own HTTPRoute CRD (standard channel) at ``version`` (the pin)."""
+    (crd,) = [f for f in gateway_api_crds(version) if f.name.endswith("_httproutes.yaml")]
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    wanted = yaml.safe_load(crd.read_text())["metadata"]["annotations"][
+        "gateway.networking.k8s.io/bundle-version"]
+    wait_for(lambda: (c := get_resource(cluster, "default", "crd", "httproutes.gateway.networking.k8s.io"))
+             ["metadata"]["annotations"]["gateway.networking.k8s.io/bundle-version"] == wanted
+             and find_condition(c["status"].get("conditions"), "Established")["status"] == "True",
+             timeout=30, message=f"HTTPRoute CRD {wanted} established")
+
+
+@pytest.fixture
+def gateway_api(cluster):
+    install_httproute_crd(cluster)
+    yield
+    install_httproute_crd(cluster)  # a test may have installed another version
+
+
+def test_httproute_weights_match_each_canary_step(cluster, namespace, operator, scraped, runs,
+                                                  gateway_api):
     model = f"gw-{namespace}"
     apply_manifests(cluster, model_version(namespace, "gw-1", model, runs["double"]))
     registered(cluster, namespace, "gw-1", "1")
@@ -581,6 +597,41 @@ def test_httproute_weights_match_each_canary_step(cluster, namespace, operator, 
 
 
 # --- shadow ------------------------------------------------------------------------------------
+
+
+def test_a_mirror_the_installed_gateway_api_cannot_express_is_refused_not_widened(
+        cluster, namespace, operator, scraped, runs, gateway_api):
+    """Gateway API v1.2's standard channel has no RequestMirror ``percent``: the apiserver would
+    prune it and the Gateway would mirror every request. Ferry refuses to write that route and
+    says why; once v1.6 is installed, the next reconcile writes the 10 % mirror."""
+    install_httproute_crd(cluster, "v1.2.1")
+    model = f"gwm-{namespace}"
+    apply_manifests(cluster, model_version(namespace, "gwm-1", model, runs["double"]))
+    registered(cluster, namespace, "gwm-1", "1")
+    apply_manifests(cluster, inference_service(
+        namespace, "gwm", {"modelVersion": "gwm-1"}, replicas=1,
+        traffic={"gatewayRef": {"name": "public", "namespace": "infra"}},
+        strategy={"shadow": {"mirrorPercent": 10, "duration": "1h"}}))
+    healthy_on(cluster, namespace, "gwm", "gwm-1")
+    apply_manifests(cluster, model_version(namespace, "gwm-2", model, runs["triple"]))
+    registered(cluster, namespace, "gwm-2", "2")
+    patch_spec(cluster, namespace, "gwm", {"model": {"modelVersion": "gwm-2"}})
+    refused = wait_for(lambda: (c := find_condition(status_of(cluster, namespace, "gwm").get(
+        "conditions"), "TrafficRouted")) and c["status"] == "False" and c, timeout=150,
+        message="TrafficRouted=False for the mirror")
+    assert refused["reason"] == "GatewayAPIUnsupported"
+    assert "v1.2.1 (standard)" in refused["message"]
+    assert "requestMirror.percent" in refused["message"]
+    route = get_resource(cluster, namespace, "httproutes.gateway.networking.k8s.io", "gwm")
+    assert not route["spec"]["rules"][0].get("filters"), "no mirror without its percent"
+
+    install_httproute_crd(cluster)
+    mirrored = wait_for(lambda: (r := get_resource(
+        cluster, namespace, "httproutes.gateway.networking.k8s.io", "gwm"))["spec"]["rules"][0]
+        .get("filters") and r, timeout=120, message="the mirror written on v1.6")
+    assert mirrored["spec"]["rules"][0]["filters"][0]["requestMirror"]["percent"] == 10
+    routed = find_condition(status_of(cluster, namespace, "gwm")["conditions"], "TrafficRouted")
+    assert routed["status"] == "True" and "v1.6.3 (standard)" in routed["message"]
 
 
 def test_shadow_candidate_gets_mirrored_requests_and_clients_only_see_stable_answers(

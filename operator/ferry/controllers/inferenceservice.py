@@ -25,6 +25,7 @@ from ferry.controllers.drift import reconcile_monitoring
 from ferry.reconcilers import analysis
 from ferry.reconcilers.accept import accept
 from ferry.reconcilers.features import readiness
+from ferry.reconcilers.gateway import HTTPROUTE_CRD, route_support
 from ferry.reconcilers.outcome import Event, Outcome
 from ferry.reconcilers.rollout import Due, Observed, decide, measurement_due
 from ferry.status import ANNOUNCED, find_condition, make_condition, set_condition, transitions
@@ -223,10 +224,16 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
     routed = None
     for child in children:
         if child["kind"] == "HTTPRoute":
+            support = route_support(await ctx.kube.get(
+                "apiextensions.k8s.io/v1", "CustomResourceDefinition", None, HTTPROUTE_CRD), child)
+            if not support.ok:
+                routed = (False, support.reason, support.message)
+                continue
             try:
                 await ctx.kube.apply(child)
-                routed = (True, "Routed", f"HTTPRoute {name} weights {decision.plan.weights}")
-            except Exception as error:  # the Gateway API CRDs may be missing
+                routed = (True, "Routed", f"HTTPRoute {name} weights {decision.plan.weights} "
+                                          f"({support.message})")
+            except Exception as error:  # noqa: BLE001 - e.g. the CRD removed meanwhile: a condition
                 routed = (False, "GatewayAPIUnavailable", f"{type(error).__name__}: {error}")
         else:
             await ctx.kube.apply(child)

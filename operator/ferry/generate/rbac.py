@@ -82,6 +82,9 @@ WORKLOAD_RULES: tuple[Rule, ...] = (
 CLUSTER_RULES: tuple[Rule, ...] = (
     Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch"),
          "kopf resource discovery notices CRDs installed or changed after start"),
+    Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("get",),
+         "reconcilers.gateway: the installed HTTPRoute schema, so no route field is silently pruned",
+         ("httproutes.gateway.networking.k8s.io",)),
 )
 
 NAMESPACE_DISCOVERY_RULES: tuple[Rule, ...] = (
