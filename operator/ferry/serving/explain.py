@@ -30,7 +30,8 @@ so the attributions are those of the input features.
 ``target``: the class (or output column) explained; by default 1 for two classes or columns (the
 positive class), 0 for one, and required otherwise. Background (linear and kernel): the request's
 ``background`` rows, else the model's MLflow input example, else one row of zeros (then a linear
-model's base value is its intercept); at most ``MAX_BACKGROUND`` rows are used.
+model's base value is its intercept); KernelSHAP uses at most ``MAX_BACKGROUND`` of its rows (a
+seeded sample), since each costs one model row per coalition.
 """
 
 from __future__ import annotations
@@ -147,9 +148,6 @@ class Explainer:
         if rows.shape[1] != len(names):
             raise ExplainError(f"background rows have {rows.shape[1]} values; the model has "
                                f"{len(names)} features ({', '.join(names)})")
-        if len(rows) > MAX_BACKGROUND:
-            keep = np.random.default_rng(opts.seed).choice(len(rows), MAX_BACKGROUND, replace=False)
-            rows = rows[np.sort(keep)]
         return rows
 
     def _tree(self, model, names, x, opts: Options) -> Explanation:
@@ -509,9 +507,11 @@ def sklearn_output(estimator, names, target: int | None):
 
 def kernel(f, names, x: np.ndarray, background: np.ndarray, opts: Options) -> Explanation:
     width = x.shape[1]
+    rng = np.random.default_rng(opts.seed)
+    if len(background) > MAX_BACKGROUND:
+        background = background[np.sort(rng.choice(len(background), MAX_BACKGROUND, replace=False))]
     base_value = float(np.mean(f(background)))
     values = np.asarray(f(x), dtype=np.float64)
-    rng = np.random.default_rng(opts.seed)
     attributions = np.empty_like(x)
     evaluations = 0
     for index, row in enumerate(x):
