@@ -36,6 +36,7 @@ seeded sample), since each costs one model row per coalition.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -321,22 +322,61 @@ def linear(model, names, x: np.ndarray, background: np.ndarray, opts: Options) -
 # -- TreeSHAP -----------------------------------------------------------------------------------
 
 
-@dataclass
-class TreeEnsemble:
-    """Every leaf of every tree as a root-to-leaf path over its distinct features (padded to the
-    longest, ``depth``): for leaf l and slot k, feature ``feature[l, k]``, the interval
-    ``(low, high]`` a row's value must lie in to follow the path, and ``zero[l, k]``, the share of
-    the training data (cover) that follows it when the feature is unknown. ``value[l]`` is the
-    leaf's output times the ensemble's scale (1/trees for forests, the learning rate for boosting).
-    """
+@dataclass(frozen=True)
+class Paths:
+    """The root-to-leaf paths of the leaves with ``d`` distinct features, every tree together: for
+    leaf l and slot k, feature ``feature[l, k]``, the interval ``(low, high]`` a row's value must lie
+    in to follow the path, and ``zero[l, k]``, the share of the training data (cover) that follows
+    it when the feature is unknown; ``value[l]``: the leaf's output times the ensemble's scale
+    (1/trees for forests, the learning rate for boosting). Grouping leaves by ``d`` means no padding."""
 
-    feature: np.ndarray   # (leaves, depth) int
-    low: np.ndarray       # (leaves, depth)
-    high: np.ndarray      # (leaves, depth)
-    zero: np.ndarray      # (leaves, depth); 1 in padding slots
-    real: np.ndarray      # (leaves, depth) bool; False in padding slots
+    feature: np.ndarray   # (leaves, d) int
+    low: np.ndarray       # (leaves, d)
+    high: np.ndarray      # (leaves, d)
+    zero: np.ndarray      # (leaves, d)
     value: np.ndarray     # (leaves,)
-    weights: np.ndarray   # (leaves, depth): Shapley weights s!(d-s-1)!/d! of each subset size s
+
+    def shap(self, rows: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Path-dependent TreeSHAP per leaf: with ``one`` the 0/1 indicator that the row follows a
+        slot's splits, the leaf's share for slot i is value · (one_i − zero_i) · Σ_s w(s, d) · q_s,
+        q the coefficients of Π_{j≠i} (zero_j + one_j t) (the "unwound" path of Algorithm 2).
+        Also returns the leaves' sum for each row (the value of the one leaf each tree sends it to)."""
+        n, (leaves, depth) = len(rows), self.feature.shape
+        if depth == 0:
+            return np.zeros((n, width)), np.full(n, self.value.sum())
+        values = rows[:, self.feature]                                   # (n, L, d)
+        one = ((values > self.low) & (values <= self.high)).astype(np.float64)
+        zero = self.zero
+        poly = np.zeros((n, leaves, depth + 1))
+        poly[..., 0] = 1.0
+        for slot in range(depth):                                        # Π_j (zero_j + one_j t)
+            shifted = poly[..., :-1] * one[..., slot, None]
+            poly *= zero[:, slot, None]
+            poly[..., 1:] += shifted
+        weights = _shapley_weights(depth)
+        # one_i = 0: the factor is the constant zero_i.
+        without_absent = (poly[..., :depth] @ weights)[..., None] / zero
+        # one_i = 1: synthetic division by (t + zero_i), from the top coefficient down.
+        quotient = np.repeat(poly[..., depth, None], depth, axis=-1)
+        without_present = quotient * weights[depth - 1]
+        for power in range(depth - 1, 0, -1):
+            quotient = poly[..., power, None] - zero * quotient
+            without_present += quotient * weights[power - 1]
+        share = np.where(one > 0, without_present, without_absent)
+        contributions = (self.value[:, None] * (one - zero)) * share
+        index = np.arange(n)[:, None, None] * width + self.feature
+        attributions = np.bincount(index.ravel(), contributions.ravel(), minlength=n * width)
+        return attributions.reshape(n, width), one.prod(axis=-1) @ self.value
+
+    def expected(self) -> float:
+        return float(self.value @ self.zero.prod(axis=1))
+
+
+@dataclass(frozen=True)
+class TreeEnsemble:
+    """Every leaf of every tree, as ``Paths`` grouped by their number of distinct features."""
+
+    groups: tuple[Paths, ...]
     output: str
     raw: tuple[str, int, float]  # the model's explained output: (method, column, sign)
 
@@ -366,71 +406,36 @@ class TreeEnsemble:
                 output, raw, leaf_value = "predict", ("predict", 0, 1.0), _regression_values
         if any(tree.tree_.n_outputs != 1 for tree in trees):
             raise ExplainError("multi-output tree models cannot be explained")
-        paths = [path for tree in trees for path in _leaf_paths(tree.tree_, leaf_value(tree.tree_, target))]
-        depth = max(1, max(len(features) for features, _, _ in paths))
-        leaves = len(paths)
-        feature = np.zeros((leaves, depth), dtype=np.intp)
-        low = np.full((leaves, depth), -np.inf)
-        high = np.full((leaves, depth), np.inf)
-        zero = np.ones((leaves, depth))
-        real = np.zeros((leaves, depth), dtype=bool)
-        value = np.empty(leaves)
-        for index, (features, bounds, leaf) in enumerate(paths):
-            count = len(features)
-            feature[index, :count] = features
-            low[index, :count] = [bound[0] for bound in bounds]
-            high[index, :count] = [bound[1] for bound in bounds]
-            zero[index, :count] = [bound[2] for bound in bounds]
-            real[index, :count] = True
-            value[index] = leaf * scale
-        return cls(feature, low, high, zero, real, value, _shapley_weights(real.sum(axis=1), depth),
-                   output, raw)
+        by_depth: dict[int, list] = {}
+        for tree in trees:
+            for path in _leaf_paths(tree.tree_, leaf_value(tree.tree_, target)):
+                by_depth.setdefault(len(path[0]), []).append(path)
+        groups = []
+        for depth, paths in sorted(by_depth.items()):
+            shape = (len(paths), depth)
+            bounds = np.asarray([bound for _, bound, _ in paths], dtype=np.float64).reshape(*shape, 3)
+            features = np.asarray([feature for feature, _, _ in paths], dtype=np.intp).reshape(shape)
+            groups.append(Paths(features, bounds[..., 0], bounds[..., 1], bounds[..., 2],
+                                np.asarray([leaf for _, _, leaf in paths]) * scale))
+        return cls(tuple(groups), output, raw)
 
     def explain(self, model, names, x: np.ndarray) -> Explanation:
         # Trees compare float32 values (sklearn casts X), so the paths are followed the same way.
         rows32 = x.astype(np.float32).astype(np.float64)
-        leaves, depth = self.feature.shape
-        chunk = max(1, TREE_CHUNK_VALUES // (leaves * (depth + 1)))
-        parts = [self._shap(rows32[start:start + chunk], x.shape[1]) for start in range(0, len(x), chunk)]
-        attributions = np.concatenate([part[0] for part in parts])
-        leaves_sum = np.concatenate([part[1] for part in parts])
-        expected = float(self.value @ self.zero.prod(axis=1))
+        attributions, leaves_sum = np.zeros_like(x), np.zeros(len(x))
+        for group in self.groups:
+            chunk = max(1, TREE_CHUNK_VALUES // (len(group.value) * (group.feature.shape[1] + 1)))
+            for start in range(0, len(x), chunk):
+                part, total = group.shap(rows32[start:start + chunk], x.shape[1])
+                attributions[start:start + chunk] += part
+                leaves_sum[start:start + chunk] += total
+        expected = sum(group.expected() for group in self.groups)
         method, column, sign = self.raw
         output = np.asarray(getattr(model, method)(_as_input(model, names, x)), dtype=np.float64)
         values = sign * output.reshape(len(x), -1)[:, column]
         # What the trees do not hold (boosting's init prediction) does not depend on the features.
         base = expected + (values - leaves_sum)
         return Explanation(attributions, base, values, names, "tree", self.output)
-
-    def _shap(self, rows: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Path-dependent TreeSHAP per leaf: with ``one`` the 0/1 indicator that the row follows a
-        slot's splits, the leaf's share for slot i is value · (one_i − zero_i) · Σ_s w(s, d) · q_s,
-        q the coefficients of Π_{j≠i} (zero_j + one_j t) (the "unwound" path of Algorithm 2).
-        Also returns the trees' sum for each row (the value of the one leaf each tree sends it to)."""
-        values = rows[:, self.feature]                                   # (n, L, D)
-        one = ((values > self.low) & (values <= self.high) & self.real).astype(np.float64)
-        zero = np.broadcast_to(self.zero, one.shape)
-        n, leaves, depth = one.shape
-        poly = np.zeros((n, leaves, depth + 1))
-        poly[..., 0] = 1.0
-        for slot in range(depth):                                        # Π_j (zero_j + one_j t)
-            shifted = poly[..., :-1] * one[..., slot, None]
-            poly *= zero[..., slot, None]
-            poly[..., 1:] += shifted
-        weights = self.weights
-        # one_i = 0: the factor is the constant zero_i.
-        without_absent = (poly[..., :depth] * weights).sum(axis=-1)[..., None] / zero
-        # one_i = 1: synthetic division by (t + zero_i), from the top coefficient down.
-        quotient = np.broadcast_to(poly[..., depth, None], one.shape).copy()
-        without_present = quotient * weights[:, depth - 1, None]
-        for power in range(depth - 1, 0, -1):
-            quotient = poly[..., power, None] - zero * quotient
-            without_present += quotient * weights[:, power - 1, None]
-        share = np.where(one > 0, without_present, without_absent)
-        contributions = self.value[:, None] * (one - zero) * share * self.real
-        index = np.arange(n)[:, None, None] * width + self.feature
-        attributions = np.bincount(index.ravel(), contributions.ravel(), minlength=n * width)
-        return attributions.reshape(n, width), (one + ~self.real).prod(axis=-1) @ self.value
 
 
 def _regression_values(tree, target: int) -> np.ndarray:
@@ -464,13 +469,11 @@ def _leaf_paths(tree, leaf_values: np.ndarray) -> list[tuple[list[int], list[tup
     return paths
 
 
-def _shapley_weights(sizes: np.ndarray, depth: int) -> np.ndarray:
-    """w[l, s] = s! (d_l − s − 1)! / d_l! for s < d_l (d_l the leaf's distinct features), else 0."""
-    table = np.zeros((depth + 1, depth))
-    for d in range(1, depth + 1):
-        for s in range(d):
-            table[d, s] = math.factorial(s) * math.factorial(d - s - 1) / math.factorial(d)
-    return table[sizes]
+@functools.cache
+def _shapley_weights(depth: int) -> np.ndarray:
+    """w[s] = s! (d − s − 1)! / d! for every subset size s of the other d − 1 features."""
+    return np.array([math.factorial(s) * math.factorial(depth - s - 1) / math.factorial(depth)
+                     for s in range(depth)])
 
 
 # -- KernelSHAP ---------------------------------------------------------------------------------
