@@ -308,3 +308,24 @@ def test_the_explain_route_answers_attributions_base_values_and_feature_names(da
     mean = frame.iloc[:30].to_numpy().mean(axis=0)
     np.testing.assert_allclose(outputs["base_value"], [linear.coef_[0] @ mean + linear.intercept_[0]] * 3)
     np.testing.assert_allclose(outputs["value"], linear.decision_function(frame.iloc[:3]))
+
+
+def test_a_pyfunc_model_is_explained_over_http_with_the_requests_background(data):
+    frame, _, _ = data
+    rows, background = frame.to_numpy()[:2], frame.to_numpy()[10:15]
+
+    async def scenario(client):
+        answer = await client.post("/v2/models/fraud/explain",
+                                   json=request(rows, background=background.tolist(), max_evals=40))
+        refused = await client.post("/v2/models/fraud/explain", json=request(rows, background=[[1.0]]))
+        return await answer.json(), refused.status, (await refused.json())["error"]
+
+    body, refused, message = run(served(LoadedModel(Smooth(), ModelInputs(COLUMNS), [], [])), scenario)
+    outputs = {output["name"]: np.asarray(output["data"]) for output in body["outputs"]}
+    assert body["parameters"]["method"] == "kernel" and body["parameters"]["evaluations"] == 40
+    f = Smooth().predict(pd.DataFrame(rows))
+    np.testing.assert_allclose(outputs["value"], f)
+    np.testing.assert_allclose(outputs["base_value"], Smooth().predict(pd.DataFrame(background)).mean())
+    np.testing.assert_allclose(outputs["attributions"].reshape(2, 6).sum(axis=1), f - outputs["base_value"],
+                               atol=1e-9)
+    assert refused == 400 and "background rows have 1 values" in message

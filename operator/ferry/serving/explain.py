@@ -19,7 +19,8 @@ method, up to float rounding). Which method, and which output it explains:
   function over the background: exact Shapley values when all ``2^k - 2`` feature coalitions fit
   in ``max_evals``, otherwise ``max_evals`` coalitions sampled from the Shapley kernel (in
   complementary pairs); the weighted least-squares fit is constrained so the attributions sum to
-  ``value - base_value`` exactly. Each coalition costs one model call on ``len(background)`` rows.
+  ``value - base_value`` exactly. Each coalition costs ``len(background)`` model rows (one model call
+per explained row evaluates all its coalitions).
   scikit-learn classifiers explain ``predict_proba`` of class ``target`` (else the decision
   function); other models the column ``target`` of their output.
 
@@ -306,8 +307,10 @@ def linear(model, names, x: np.ndarray, background: np.ndarray, opts: Options) -
         binary = coef.shape[0] == 1
         sign = -1.0 if binary and target == 0 else 1.0
         row = 0 if binary else target
-        output = (f"decision_function (log-odds of class {_label(model.classes_[target])!r})" if binary
-                  else f"decision_function[:, {target}] (score of class {_label(model.classes_[target])!r})")
+        label = _label(model.classes_[target])
+        meaning = "log-odds" if binary and type(model).__name__.startswith("LogisticRegression") else "score"
+        output = (f"decision_function ({meaning} of class {label!r})" if binary
+                  else f"decision_function[:, {target}] ({meaning} of class {label!r})")
     else:
         row = target = output_target(coef.shape[0], opts.target)
         sign = 1.0
