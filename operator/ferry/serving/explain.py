@@ -33,6 +33,11 @@ positive class), 0 for one, and required otherwise. Background (linear and kerne
 ``background`` rows, else the model's MLflow input example, else one row of zeros (then a linear
 model's base value is its intercept); KernelSHAP uses at most ``MAX_BACKGROUND`` of its rows (a
 seeded sample), since each costs one model row per coalition.
+
+No new dependency: the ``shap`` package would bring numba and llvmlite (about 100 MiB) into the
+image. The TreeSHAP here equals its ``TreeExplainer`` (tree_path_dependent) to 1e-13 on forests and
+boosting with 20 features (a one-off comparison); the unit tests check it against brute-force
+Shapley values. XGBoost and LightGBM models go through KernelSHAP like any other pyfunc model.
 """
 
 from __future__ import annotations
