@@ -15,6 +15,9 @@ model is served. Everything else, and every sklearn model ``sklearn_model.plan``
 loaders, code paths, tensor or unnamed signatures, params; the list is in its docstring), is loaded
 by ``mlflow.pyfunc.load_model`` as before; a downloaded folder is then kept, as MLflow keeps its
 own downloads, since a pyfunc model may read its artifacts after loading.
+
+The model's MLflow input example (its serving form, an ``/invocations`` body) is kept as a
+``Frame``: the default background of explanations (``explain``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from ferry.serving.payload import Frame, ModelInputs, model_input
+import yaml
+
+from ferry.serving.payload import Frame, ModelInputs, model_input, parse_invocations
 
 log = logging.getLogger("ferry.serve")
 
@@ -45,6 +50,7 @@ class LoadedModel:
     inputs: ModelInputs
     signature_inputs: list[dict]
     signature_outputs: list[dict]
+    example: Frame | None = None
 
     def predict(self, frame: Frame) -> Any:
         data = model_input(frame)
@@ -80,8 +86,10 @@ def load(uri: str) -> LoadedModel:
         with tempfile.TemporaryDirectory(prefix="ferry-model-") as folder:
             path = download_s3(uri, Path(folder))
             model = _load_sklearn(path) or _load_pyfunc(str(path))
+            model.example = input_example(path, model.inputs)
     elif (local := _local_path(uri)) is not None:
         model = _load_sklearn(local) or _load_pyfunc(uri)
+        model.example = input_example(local, model.inputs)
     else:
         target, keep = Path(tempfile.mkdtemp(prefix="ferry-model-")), False
         try:
@@ -89,11 +97,26 @@ def load(uri: str) -> LoadedModel:
             model = _load_sklearn(folder)
             if model is None:
                 model, keep = _load_pyfunc(str(folder)), True
+            model.example = input_example(folder, model.inputs)
         finally:
             if not keep:
                 shutil.rmtree(target, ignore_errors=True)
     release_memory()
     return model
+
+
+def input_example(folder: Path, inputs: ModelInputs) -> Frame | None:
+    """The saved input example as a frame (MLflow keeps its serving form, an ``/invocations`` body,
+    next to the MLmodel file); None when there is none or it cannot be read."""
+    try:
+        meta = yaml.safe_load((folder / "MLmodel").read_text()) or {}
+        relative = (meta.get("saved_input_example_info") or {}).get("serving_input_path")
+        if not isinstance(relative, str):
+            return None
+        return parse_invocations((folder / relative).read_bytes(), "application/json", inputs)
+    except (OSError, ValueError, AttributeError, yaml.YAMLError) as error:
+        log.info("the model's input example is not used: %s", error)
+        return None
 
 
 def _local_path(uri: str) -> Path | None:

@@ -11,6 +11,10 @@ a load failure exits 1. SIGTERM/SIGINT: readiness turns 503 (predictions are sti
 seconds so Service endpoints drop the pod first, like a preStop sleep) the listener closes,
 in-flight requests finish (up to FERRY_SHUTDOWN_TIMEOUT_SECONDS), queued mirror requests get a
 moment to go out, the prediction log is flushed, and the process exits 0.
+
+Explanations (``POST /v2/models/{name}[/versions/{v}]/explain``, ``ferry.serving.explain``) run in
+the same predict thread, so the model is never called concurrently; they are neither mirrored nor
+logged, and do not feed the prediction-value histogram (their model calls are not traffic).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from ferry.serving import model as model_loader
 from ferry.serving.batching import Batcher
 from ferry.serving.config import ServeConfig
+from ferry.serving.explain import Explainer, ExplainError, estimator_of, options
 from ferry.serving.metrics import ServeMetrics
 from ferry.serving.mirror import Mirror
 from ferry.serving.outputs import (UnknownOutput, dumps, first_numeric, invocations_json, v2_arrays,
@@ -66,6 +71,7 @@ class Server:
         self.metrics = ServeMetrics(config.model_name, config.model_version, config.prediction_buckets)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self.model: model_loader.LoadedModel | None = None
+        self.explainer: Explainer | None = None
         self.batcher: Batcher | None = None
         self.draining = False
         self.load_error: BaseException | None = None
@@ -163,6 +169,53 @@ class Server:
             return web.Response(body=answer, content_type="application/json")
         return web.Response(body=answer, content_type="application/octet-stream",
                             headers={HEADER_LENGTH: str(header_length)})
+
+    async def v2_explain(self, request: web.Request) -> web.Response:
+        """Per-row feature attributions as an OIP answer: outputs ``attributions`` (FP64,
+        [rows, features], in the order of ``parameters.feature_names``), ``base_value`` (FP64,
+        [rows]) and ``value`` (FP64, [rows]: the explained output, base_value + the row's sum);
+        ``parameters`` also name the ``method`` and the explained ``output``. The body is an OIP
+        infer request; its parameters may add ``target``, ``background``, ``max_evals``, ``seed``."""
+        unknown = self.unknown_model(request.match_info.get("name"), request.match_info.get("version"))
+        if unknown:
+            return _v2_error(404, unknown)
+        if self.model is None:
+            return _v2_error(503, "the model is not loaded yet")
+        try:
+            parsed = parse_v2_infer(await request.read(), self.model.inputs, _header_length(request.headers))
+            opts, parsed.frame.params = options(parsed.frame.params)
+        except (PayloadError, ExplainError) as error:
+            return _v2_error(400, str(error))
+        try:
+            found = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.explain_frame, parsed.frame, opts)
+        except ExplainError as error:
+            return _v2_error(400, str(error))
+        except Exception as error:  # noqa: BLE001 - classified into 400/500 for the client
+            status, message = classify(error)
+            if status == 500:
+                log.warning("explanation failed: %s", message)
+            return _v2_error(status, message)
+        head = {**self.v2_head(parsed.id), "parameters": {
+            "feature_names": list(found.feature_names), "method": found.method, "output": found.output,
+            **({"evaluations": found.evaluations} if found.method == "kernel" else {})}}
+        arrays = [("attributions", found.attributions), ("base_value", found.base_values),
+                  ("value", found.values)]
+        try:
+            answer, header_length = v2_rest_answer(head, arrays, parsed.outputs, parsed.binary_output)
+        except UnknownOutput as error:
+            return _v2_error(400, str(error))
+        if header_length is None:
+            return web.Response(body=answer, content_type="application/json")
+        return web.Response(body=answer, content_type="application/octet-stream",
+                            headers={HEADER_LENGTH: str(header_length)})
+
+    def explain_frame(self, frame, opts):
+        """In the predict thread: the explainer is built on first use (trees are flattened once)."""
+        if self.explainer is None:
+            self.explainer = Explainer(self.model.inputs, self.model.predict,
+                                       estimator_of(self.model.pyfunc), self.model.example)
+        return self.explainer.explain(frame, opts)
 
     def v2_head(self, request_id: str | None) -> dict:
         head = {"model_name": self.config.model_name, "model_version": self.config.model_version}
@@ -291,6 +344,8 @@ class Server:
             web.get("/v2/models/{name}/ready", self.v2_model_ready),
             web.post("/v2/models/{name}/infer", self.v2_infer),
             web.post("/v2/models/{name}/versions/{version}/infer", self.v2_infer),
+            web.post("/v2/models/{name}/explain", self.v2_explain),
+            web.post("/v2/models/{name}/versions/{version}/explain", self.v2_explain),
         ])
         return application
 
