@@ -195,3 +195,13 @@ def test_terminating_pods_keep_answering_until_endpoints_drop_them():
     assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": delay}}}
     assert "FERRY_SHUTDOWN_DELAY_SECONDS" not in env_of(
         {"spec": {"template": {"spec": {"containers": [container]}}}})
+
+
+def test_traffic_objects_come_before_the_capacity_they_move_away_from():
+    """A rollback applies the Service switch before the scale-down of the version it leaves."""
+    plan = Plan(stable="fraud-1", active="fraud-1")
+    plan.add(V1, 2, "stable")
+    plan.add(V2, 0, "previous")
+    kinds = [c["kind"] for c in build_children(OWNER, spec(traffic={"gatewayRef": {"name": "gw"}}),
+                                               plan, SERVING)]
+    assert kinds.index("Deployment") > max(kinds.index("Service"), kinds.index("HTTPRoute"))

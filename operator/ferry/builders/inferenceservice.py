@@ -318,28 +318,33 @@ def build_httproute(owner: dict, spec: InferenceServiceSpec, plan: Plan) -> dict
 
 def build_children(owner: dict, spec: InferenceServiceSpec, plan: Plan,
                    serving: Serving) -> list[dict]:
-    """Every child the plan asks for. Deployments not listed here are to be deleted."""
+    """Every child the plan asks for, in the order they are applied: traffic first (Services,
+    HTTPRoute), then capacity (Deployments, HPA, PDB). A switch away from a version thus reaches
+    its Service before that version's pods are scaled down, and they drain (``DRAIN_SECONDS``)
+    while the endpoints catch up; the other order leaves the Service with only terminating pods
+    for a moment, and kube-proxy refuses connections. Deployments not listed are to be deleted."""
     name = owner["metadata"]["name"]
-    children = []
+    traffic = []
+    if plan.stable:
+        traffic.append(build_service(owner, spec, name, plan.active, "active"))
+    if plan.canary:
+        traffic.append(build_service(owner, spec, canary_service_name(name), plan.canary,
+                                     "canary"))
+    if plan.preview:
+        traffic.append(build_service(owner, spec, preview_service_name(name), plan.preview,
+                                     "preview"))
+    if spec.traffic.gateway_ref and plan.stable:
+        traffic.append(build_httproute(owner, spec, plan))
+    capacity = []
     # Mirroring by the server only when no gateway mirrors: the stable pods forward a share.
     server_mirror = plan.mirror if spec.traffic.gateway_ref is None else None
     for version, model in plan.models.items():
         role = plan.roles[version]
         mirror = server_mirror if version == plan.stable else None
-        children.append(build_deployment(owner, spec, model, plan.replicas[version], role,
+        capacity.append(build_deployment(owner, spec, model, plan.replicas[version], role,
                                          serving, mirror))
-    if plan.stable:
-        children.append(build_service(owner, spec, name, plan.active, "active"))
-    if plan.canary:
-        children.append(build_service(owner, spec, canary_service_name(name), plan.canary,
-                                      "canary"))
-    if plan.preview:
-        children.append(build_service(owner, spec, preview_service_name(name), plan.preview,
-                                      "preview"))
     if spec.autoscaling and plan.stable:
-        children.append(build_hpa(owner, spec, plan.stable))
+        capacity.append(build_hpa(owner, spec, plan.stable))
     if spec.min_available is not None:
-        children.append(build_pdb(owner, spec))
-    if spec.traffic.gateway_ref and plan.stable:
-        children.append(build_httproute(owner, spec, plan))
-    return children
+        capacity.append(build_pdb(owner, spec))
+    return traffic + capacity

@@ -262,8 +262,11 @@ class Controllers:
         except Exception as error:  # a bad object or a flaky dependency must not kill us
             tracked.failures += 1
             delay = backoff(tracked.failures, ctx.config.resync_seconds)
-            logger.exception("reconcile failed (attempt %d, retry in %.0fs)", tracked.failures,
-                             delay)
+            if tracked.failures == 1:  # the traceback once; retries of the same failure in a line
+                logger.exception("reconcile failed (retry in %.0fs)", delay)
+            else:
+                logger.warning("reconcile failed again (attempt %d, retry in %.0fs): %s: %s",
+                               tracked.failures, delay, type(error).__name__, str(error)[:500])
             kopf.event(body, type="Warning", reason="ReconcileError",
                        message=f"{type(error).__name__}: {error}"[:1024])
             return delay
