@@ -4,47 +4,12 @@
 # Idempotent: exits at once when the cache directory is complete.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=pins.env
-source "$here/pins.env"
-cache_root="${FERRY_CACHE:-$HOME/.cache/ferry}"
-bin="$cache_root/bin/k8s-${KUBE_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}"
-if [[ -f "$bin/.complete" ]]; then echo "$bin"; exit 0; fi
-export GOTOOLCHAIN=local CGO_ENABLED=0
-command -v go >/dev/null || { echo "go is required (Go >= 1.26)" >&2; exit 1; }
-work="$cache_root/build"
-mkdir -p "$bin" "$work"
-# Concurrent callers (parallel test sessions, the demo) wait for one build instead of racing it.
-exec 9>"$cache_root/.build.lock"
-flock 9
-if [[ -f "$bin/.complete" ]]; then echo "$bin"; exit 0; fi
-start=$(date +%s)
+# shellcheck source=build-lib.sh
+source "$here/build-lib.sh"
+begin_build "$cache_root/bin/k8s-${KUBE_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}" .build.lock
 
-# --- Kubernetes: a consuming module that replaces every staging module with its published version.
-kdir="$work/k8s-$KUBE_VERSION"
-mkdir -p "$kdir"
-if [[ ! -f "$bin/k8s" ]]; then
-  gomod=$(cd "$(mktemp -d)" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" \
-    | python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')
-  staging="v0.${KUBE_VERSION#v1.}"
-  (
-    cd "$kdir"
-    rm -f go.mod go.sum
-    go mod init ferry.local/k8sbin >/dev/null 2>&1
-    go mod edit -go=1.26.0 -godebug=default=go1.26 -require="k8s.io/kubernetes@$KUBE_VERSION"
-    for m in $(sed -n 's#^[[:space:]]*\(k8s\.io/[^ ]*\) => \./staging/.*#\1#p' "$gomod"); do
-      go mod edit -replace="$m=$m@$staging"
-    done
-    cp "$here/k8s-main.go.txt" main.go
-    go mod tidy
-    minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
-    ldf=""
-    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-      ldf="$ldf -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=2026-01-01T00:00:00Z"
-    done
-    go build -trimpath -tags=selinux,notest -ldflags="-s -w $ldf" -o "$bin/k8s.tmp" .
-    mv "$bin/k8s.tmp" "$bin/k8s"
-  )
-fi
+# --- Kubernetes: the control plane's commands in one binary.
+if [[ ! -f "$bin/k8s" ]]; then build_kubernetes k8s-main.go.txt "$bin/k8s"; fi
 for n in kube-apiserver kube-controller-manager kube-scheduler kubectl; do ln -sf k8s "$bin/$n"; done
 echo "k8s built after $(( $(date +%s) - start ))s" >&2
 

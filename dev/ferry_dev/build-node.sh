@@ -5,19 +5,10 @@
 # Idempotent: exits at once when the cache directory is complete.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=pins.env
-source "$here/pins.env"
-cache_root="${FERRY_CACHE:-$HOME/.cache/ferry}"
-bin="$cache_root/bin/node-k8s-${KUBE_VERSION}_containerd-${CONTAINERD_VERSION}_coredns-${COREDNS_VERSION}"
-if [[ -f "$bin/.complete" ]]; then echo "$bin"; exit 0; fi
-export GOTOOLCHAIN=local CGO_ENABLED=0
-command -v go >/dev/null || { echo "go is required (Go >= 1.26)" >&2; exit 1; }
-work="$cache_root/build"
-mkdir -p "$bin" "$work"
-exec 9>"$cache_root/.build-node.lock"
-flock 9
-if [[ -f "$bin/.complete" ]]; then echo "$bin"; exit 0; fi
-start=$(date +%s)
+# shellcheck source=build-lib.sh
+source "$here/build-lib.sh"
+begin_build "$cache_root/bin/node-k8s-${KUBE_VERSION}_containerd-${CONTAINERD_VERSION}_coredns-${COREDNS_VERSION}" \
+  .build-node.lock
 
 # --- containerd 2.x (the CRI runtime kubelet supports; Debian's 1.6 is outside its range).
 if [[ ! -f "$bin/containerd" || ! -f "$bin/containerd-shim-runc-v2" || ! -f "$bin/ctr" ]]; then
@@ -45,31 +36,8 @@ if [[ ! -f "$bin/pause" ]]; then
   )
 fi
 
-# --- kubelet + kube-proxy: the same consuming-module trick as build-controlplane.sh.
-if [[ ! -f "$bin/k8s-node" ]]; then
-  kdir="$work/k8s-node-$KUBE_VERSION"; mkdir -p "$kdir"
-  gomod=$(cd "$(mktemp -d)" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" \
-    | python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')
-  staging="v0.${KUBE_VERSION#v1.}"
-  (
-    cd "$kdir"
-    rm -f go.mod go.sum
-    go mod init ferry.local/k8snode >/dev/null 2>&1
-    go mod edit -go=1.26.0 -godebug=default=go1.26 -require="k8s.io/kubernetes@$KUBE_VERSION"
-    for m in $(sed -n 's#^[[:space:]]*\(k8s\.io/[^ ]*\) => \./staging/.*#\1#p' "$gomod"); do
-      go mod edit -replace="$m=$m@$staging"
-    done
-    cp "$here/k8s-node-main.go.txt" main.go
-    go mod tidy
-    minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
-    ldf=""
-    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-      ldf="$ldf -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=2026-01-01T00:00:00Z"
-    done
-    go build -trimpath -tags=selinux,notest -ldflags="-s -w $ldf" -o "$bin/k8s-node.tmp" .
-    mv "$bin/k8s-node.tmp" "$bin/k8s-node"
-  )
-fi
+# --- kubelet + kube-proxy in one binary.
+if [[ ! -f "$bin/k8s-node" ]]; then build_kubernetes k8s-node-main.go.txt "$bin/k8s-node"; fi
 for n in kubelet kube-proxy; do ln -sf k8s-node "$bin/$n"; done
 echo "kubelet/kube-proxy built after $(( $(date +%s) - start ))s" >&2
 
