@@ -144,19 +144,26 @@ class Server:
             return _error_json(*failure)
         return web.Response(body=invocations_json(output), content_type="application/json")
 
-    async def v2_infer(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if self.mirror:
-            self.mirror.offer(request.path, body, request.headers)
+    def parse_v2(self, request: web.Request, body: bytes):
+        """The OIP request for the served model, or the error answer (404 another model, 503 not
+        loaded yet, 400 a bad body)."""
         unknown = self.unknown_model(request.match_info.get("name"), request.match_info.get("version"))
         if unknown:
             return _v2_error(404, unknown)
         if self.model is None:
             return _v2_error(503, "the model is not loaded yet")
         try:
-            parsed = parse_v2_infer(body, self.model.inputs, _header_length(request.headers))
+            return parse_v2_infer(body, self.model.inputs, _header_length(request.headers))
         except PayloadError as error:
             return _v2_error(400, str(error))
+
+    async def v2_infer(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.mirror:
+            self.mirror.offer(request.path, body, request.headers)
+        parsed = self.parse_v2(request, body)
+        if isinstance(parsed, web.Response):
+            return parsed
         output, failure = await self.predict(parsed.frame)
         if failure:
             return _v2_error(*failure)
@@ -176,15 +183,12 @@ class Server:
         [rows]) and ``value`` (FP64, [rows]: the explained output, base_value + the row's sum);
         ``parameters`` also name the ``method`` and the explained ``output``. The body is an OIP
         infer request; its parameters may add ``target``, ``background``, ``max_evals``, ``seed``."""
-        unknown = self.unknown_model(request.match_info.get("name"), request.match_info.get("version"))
-        if unknown:
-            return _v2_error(404, unknown)
-        if self.model is None:
-            return _v2_error(503, "the model is not loaded yet")
+        parsed = self.parse_v2(request, await request.read())
+        if isinstance(parsed, web.Response):
+            return parsed
         try:
-            parsed = parse_v2_infer(await request.read(), self.model.inputs, _header_length(request.headers))
             opts, parsed.frame.params = options(parsed.frame.params)
-        except (PayloadError, ExplainError) as error:
+        except ExplainError as error:
             return _v2_error(400, str(error))
         try:
             found = await asyncio.get_running_loop().run_in_executor(
