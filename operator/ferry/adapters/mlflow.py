@@ -154,11 +154,22 @@ class Registry:
 class Tracker(Registry):
     """Runs of the tracking server, created by the operator so the pod logs into a known run."""
 
+    def ensure_experiment(self, name: str) -> str:
+        """The experiment's id, created when missing. Two runs of one namespace may both find it
+        missing and both create it: the loser's RESOURCE_ALREADY_EXISTS means "read it again"."""
+        found = self._call(self.client.get_experiment_by_name, name)
+        if found:
+            return found.experiment_id
+        try:
+            return self._call(self.client.create_experiment, name)
+        except RegistryRejected as error:
+            if "RESOURCE_ALREADY_EXISTS" not in error.code:
+                raise
+        return self._call(self.client.get_experiment_by_name, name).experiment_id
+
     def ensure_run(self, experiment: str, uid: str, tags: dict[str, str]) -> tuple[str, str]:
         """(run id, experiment id) of the run tagged with ``uid``; created once."""
-        found = self._call(self.client.get_experiment_by_name, experiment)
-        experiment_id = found.experiment_id if found else self._call(
-            self.client.create_experiment, experiment)
+        experiment_id = self.ensure_experiment(experiment)
         runs = self._call(self.client.search_runs, [experiment_id],
                           f"tags.`{UID_TAG}` = '{uid}'", max_results=1)
         if runs:
