@@ -6,6 +6,12 @@ the Lease and takes over once the holder has not renewed it for ``leaseDurationS
 on the standby's own clock from when it last saw the record change (immune to clock skew). The
 holder exits when it cannot renew within the renew deadline, and releases the Lease on a clean
 shutdown so a successor takes over at once.
+
+Fencing: ``leading()`` is True only while the last successful renewal is younger than the renew
+deadline on this replica's monotonic clock. A holder that was paused (SIGSTOP, a frozen VM) past
+the deadline wakes up with ``leading()`` False, before its renew loop has even run, and the Kube
+adapter refuses its writes; so a successor that took over meanwhile is never written against.
+Releasing closes the fence first.
 """
 
 from __future__ import annotations
@@ -70,8 +76,17 @@ class LeaderElector:
         self.on_tick = on_tick
         self.observation = Observation()
         self.lost = threading.Event()
+        self.renewed_at: float | None = None  # monotonic time of the last successful write
+        self.released = threading.Event()  # once set, this replica never acquires again
+
+    def leading(self) -> bool:
+        """May this replica act now? (See the module's note on fencing.)"""
+        renewed = self.renewed_at
+        return renewed is not None and time.monotonic() - renewed < self.renew_deadline
 
     def try_acquire_or_renew(self) -> bool:
+        if self.released.is_set():
+            return False
         try:
             lease = self.api.read_namespaced_lease(self.name, self.namespace)
             spec = self.api.api_client.sanitize_for_serialization(lease.spec) or {}
@@ -97,6 +112,7 @@ class LeaderElector:
                 return False
             raise
         self.observation.observe(desired, time.monotonic())
+        self.renewed_at = time.monotonic()
         return True
 
     def acquire(self, stop: threading.Event) -> bool:
@@ -128,6 +144,9 @@ class LeaderElector:
                 return
 
     def release(self) -> None:
+        """Stop acting, then hand the Lease over (a standby takes it at its next poll)."""
+        self.released.set()
+        self.renewed_at = None
         try:
             lease = self.api.read_namespaced_lease(self.name, self.namespace)
             if lease.spec.holder_identity != self.identity:

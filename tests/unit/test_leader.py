@@ -55,3 +55,81 @@ def test_holder_renews_keeping_acquire_time():
 def test_released_lease_is_free_at_once():
     spec = {"holderIdentity": None, "leaseDurationSeconds": 1, "renewTime": "t"}
     assert desired_lease(spec, "me", observed(spec, 100.0), 100.1, NOW, 15)["holderIdentity"] == "me"
+
+
+class FakeLeases:
+    """A coordination API holding one Lease with a resourceVersion, like the apiserver's."""
+
+    def __init__(self):
+        from kubernetes import client
+        self.api_client = client.ApiClient()
+        self.lease = None
+        self.version = 0
+
+    def read_namespaced_lease(self, name, namespace):
+        from kubernetes.client.rest import ApiException
+        if self.lease is None:
+            raise ApiException(status=404)
+        return self.lease
+
+    def _store(self, body):
+        from kubernetes import client
+        self.version += 1
+        spec = body["spec"] if isinstance(body, dict) else self.api_client.sanitize_for_serialization(
+            body.spec)
+        self.lease = client.V1Lease(
+            metadata=client.V1ObjectMeta(name="l", namespace="n", resource_version=str(self.version)),
+            spec=client.V1LeaseSpec(
+                holder_identity=spec.get("holderIdentity"),
+                lease_duration_seconds=spec.get("leaseDurationSeconds"),
+                renew_time=spec.get("renewTime"), acquire_time=spec.get("acquireTime"),
+                lease_transitions=spec.get("leaseTransitions")))
+
+    def create_namespaced_lease(self, namespace, body):
+        self._store(body)
+
+    def replace_namespaced_lease(self, name, namespace, body):
+        self._store(body)
+
+
+def elector(monkeypatch, clock):
+    from ferry import leader
+    monkeypatch.setattr(leader.time, "monotonic", lambda: clock[0])
+    return leader.LeaderElector(FakeLeases(), "l", "n", "me", duration=6, renew_deadline=4)
+
+
+def test_a_holder_paused_past_its_renew_deadline_is_fenced_before_it_renews(monkeypatch):
+    clock = [100.0]
+    candidate = elector(monkeypatch, clock)
+    assert not candidate.leading()
+    assert candidate.try_acquire_or_renew() and candidate.leading()
+    clock[0] += 3.9
+    assert candidate.leading(), "inside the renew deadline"
+    clock[0] += 0.2  # SIGSTOP, SIGCONT: the clock moved on, the renew loop has not run yet
+    assert not candidate.leading()
+
+
+def test_release_closes_the_fence_frees_the_lease_and_never_reacquires(monkeypatch):
+    clock = [100.0]
+    candidate = elector(monkeypatch, clock)
+    assert candidate.try_acquire_or_renew()
+    candidate.release()
+    assert not candidate.leading()
+    assert candidate.api.lease.spec.holder_identity is None
+    assert not candidate.try_acquire_or_renew(), "a stopping replica does not take it back"
+
+
+def test_the_kube_adapter_refuses_writes_while_not_leading():
+    import asyncio
+
+    import pytest
+
+    from ferry.adapters.executors import Executors
+    from ferry.adapters.kube import Kube, NotLeading
+    from ferry.config import OperatorConfig
+
+    kube = Kube(api_client=None, executors=Executors(OperatorConfig()), leading=lambda: False)
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "n"}}
+    for write in (kube.apply(manifest), kube.delete("v1", "ConfigMap", "n", "x")):
+        with pytest.raises(NotLeading):
+            asyncio.run(write)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from kubernetes import client, config as kube_config
 from kubernetes.client.rest import ApiException
 
@@ -31,12 +33,24 @@ def _plain(_client, data: dict) -> dict:
     return data
 
 
+class NotLeading(Exception):
+    """This replica's leadership is not current: it writes nothing (see ``ferry.leader``)."""
+
+
 class Kube:
-    def __init__(self, api_client: client.ApiClient, executors: Executors) -> None:
+    def __init__(self, api_client: client.ApiClient, executors: Executors,
+                 leading: Callable[[], bool] = lambda: True) -> None:
+        """``leading``: asked right before every write, in the pool thread that sends it, so a
+        write that waited in the queue while leadership lapsed is refused too."""
         self.api_client = api_client
         self.custom = client.CustomObjectsApi(api_client)
         self.executors = executors
+        self.leading = leading
         self._dynamic = None
+
+    def _fence(self) -> None:
+        if not self.leading():
+            raise NotLeading("leadership lapsed (paused past the renew deadline, or released)")
 
     def _resource(self, api_version: str, kind: str):
         if self._dynamic is None:
@@ -48,6 +62,7 @@ class Kube:
     async def apply(self, manifest: dict) -> dict:
         """Server-side apply as the ``ferry`` field manager: create or converge, idempotently."""
         def run():
+            self._fence()
             resource = self._resource(manifest["apiVersion"], manifest["kind"])
             return resource.server_side_apply(
                 body=manifest, name=manifest["metadata"]["name"],
@@ -79,6 +94,7 @@ class Kube:
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         """Delete with background propagation; a missing object is fine."""
         def run():
+            self._fence()
             resource = self._resource(api_version, kind)
             try:
                 resource.delete(name=name, namespace=namespace,
@@ -93,10 +109,13 @@ class Kube:
                            status: dict) -> str | None:
         """Merge-patch the status subresource; the resourceVersion it produced. A vanished object
         is not an error (None)."""
-        try:
-            patched = await self.executors.run(
-                "kube", self.custom.patch_namespaced_custom_object_status,
+        def run():
+            self._fence()
+            return self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, info.plural, name, {"status": status})
+
+        try:
+            patched = await self.executors.run("kube", run)
         except ApiException as error:
             if error.status != 404:
                 raise

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import kopf
 
-from ferry.adapters.kube import Kube
+from ferry.adapters.kube import Kube, NotLeading
 from ferry.adapters.s3 import ObjectStore
 from ferry.api import GROUP, VERSION, KindInfo
 from ferry.config import OperatorConfig
@@ -30,6 +30,7 @@ from ferry.observability.metrics import PHASES, WORKQUEUE_DEPTH, track_reconcile
 from ferry.reconcilers.outcome import Outcome
 
 MAX_BACKOFF = 300.0
+NOT_LEADING_RETRY_SECONDS = 1.0
 log = logging.getLogger("ferry.controllers")
 
 
@@ -259,6 +260,9 @@ class Controllers:
                 info, RECONCILERS[info.kind], ctx, body, logger, tracked.written)
         except asyncio.CancelledError:
             raise
+        except NotLeading as error:  # the process stops soon (lost) or renews (a short lapse)
+            logger.warning("not written: %s", error)
+            return NOT_LEADING_RETRY_SECONDS
         except Exception as error:  # a bad object or a flaky dependency must not kill us
             tracked.failures += 1
             delay = backoff(tracked.failures, ctx.config.resync_seconds)

@@ -78,9 +78,9 @@ def connection_info(kubeconfig: str | None) -> kopf.ConnectionInfo:
 
 
 async def _operate(config: OperatorConfig, api_client: client.ApiClient, stop: threading.Event,
-                   health: Health, kubeconfig: str | None) -> None:
+                   health: Health, kubeconfig: str | None, leading=lambda: True) -> None:
     executors = Executors(config)
-    context = Context(config=config, kube=Kube(api_client, executors),
+    context = Context(config=config, kube=Kube(api_client, executors, leading),
                       store=ObjectStore(endpoint_url=config.s3_endpoint))
     controllers = Controllers(config.reconcile_workers)
     memo = kopf.Memo(ctx=context, controllers=controllers)
@@ -141,12 +141,18 @@ def run(config: OperatorConfig, kubeconfig: str | None = None) -> int:
         threading.Thread(target=elector.keep_renewing, args=(stop,), daemon=True).start()
         # Losing the Lease stops the kopf loop through the same flag as a signal does.
         threading.Thread(target=lambda: elector.lost.wait() and stop.set(), daemon=True).start()
+        # A clean stop hands over at once, while kopf is still winding down (its writes are
+        # fenced from then on), instead of after it.
+        handover = threading.Thread(
+            target=lambda: stop.wait() and not elector.lost.is_set() and elector.release())
+        handover.start()
     try:
-        asyncio.run(_operate(config, api_client, stop, health, kubeconfig))
+        asyncio.run(_operate(config, api_client, stop, health, kubeconfig,
+                             elector.leading if elector else (lambda: True)))
     finally:
         stop.set()
         LEADER.set(0)
-        if elector is not None and not elector.lost.is_set():
-            elector.release()
+        if elector is not None:
+            handover.join(30)
         server.shutdown()
     return 1 if elector is not None and elector.lost.is_set() else 0
