@@ -77,12 +77,14 @@ def list_objects(uri: str, store=None) -> list[LabelObject]:
 
 
 def parse(item: LabelObject) -> pa.Table:
-    """A label file's table as stored (ids of a CSV stay text, so leading zeros survive)."""
+    """A label file's table as stored (ids of a CSV stay text, so leading zeros survive; an empty
+    CSV cell is a null)."""
     buffer = io.BytesIO(item.data)
     try:
         if item.name.endswith(".parquet"):
             return pq.read_table(buffer)
-        return pacsv.read_csv(buffer, convert_options=pacsv.ConvertOptions(column_types={"id": pa.string()}))
+        return pacsv.read_csv(buffer, convert_options=pacsv.ConvertOptions(
+            column_types={"id": pa.string()}, strings_can_be_null=True))
     except (pa.ArrowInvalid, OSError) as error:
         raise LabelFileError(f"{item.name}: not a readable {Path(item.name).suffix[1:]} file: {error}") \
             from None
