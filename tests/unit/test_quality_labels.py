@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ferry.quality.labels import LabelFileError, labels_uri, read_labels
+from ferry.quality.labels import LabelFileError, read_labels
+from ferry.quality.layout import labels_uri
 from ferry.serving.feedback import LabelWriter, parse_feedback
 
 LOG = "s3://bucket/predictions/prod/fraud"

@@ -1,6 +1,6 @@
 """Labels (the true outcomes of served predictions), read from where they are collected.
 
-Layout: ``<prediction-log-uri>/labels/`` (``labels_uri``), next to the ``dt=`` partitions of the
+Layout: ``<prediction-log-uri>/labels/`` (``layout.labels_uri``), next to the ``dt=`` partitions of the
 same InferenceService's prediction log, so the drift monitor, which reads only those partitions,
 never sees them. Two writers:
 
@@ -38,11 +38,6 @@ TIME = pa.timestamp("ms", tz="UTC")
 
 class LabelFileError(ValueError):
     """A label file cannot be read as labels; the message names the file and the problem."""
-
-
-def labels_uri(prediction_log_uri: str) -> str:
-    """Where an InferenceService's labels live, given where its prediction log is written."""
-    return f"{prediction_log_uri.rstrip('/')}/labels/"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ and field, and nothing of that request is stored.
 Why one object per request and no buffer: ``{"accepted": n}`` then means stored, so a client
 that gets an error retries and a crash loses nothing acknowledged; labels come in far fewer and
 bigger requests than predictions, so the objects stay few. An object is never rewritten: its key
-(``predlog.object_key`` under ``quality.labels.labels_uri``) carries the hostname, the time and a
+(``predlog.object_key`` under ``quality.layout.labels_uri``) carries the hostname, the time and a
 sequence number.
 """
 
@@ -22,7 +22,7 @@ from datetime import datetime
 
 import orjson
 
-from ferry.quality.labels import labels_uri
+from ferry.quality.layout import labels_uri
 from ferry.serving.predlog import object_key
 
 MAX_LABELS = 10_000

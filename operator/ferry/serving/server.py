@@ -206,13 +206,14 @@ class Server:
         if self.labels is None:
             return _v2_error(409, "feedback needs the prediction log: this server has no "
                                   "FERRY_PREDICTION_LOG_URI (set the InferenceService's predictionLogging)")
-        now_ms = int(time.time() * 1000)
+        body, now_ms = await request.read(), int(time.time() * 1000)
+        loop = asyncio.get_running_loop()  # a big batch is parsed and written off the event loop
         try:
-            table = feedback.parse_feedback(await request.read(), now_ms)
+            table = await loop.run_in_executor(None, feedback.parse_feedback, body, now_ms)
         except feedback.FeedbackError as error:
             return _v2_error(400, str(error))
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.labels.write, table, now_ms)
+            await loop.run_in_executor(None, self.labels.write, table, now_ms)
         except Exception as error:  # noqa: BLE001 - nothing was stored; the client retries
             log.warning("feedback: %d labels could not be stored: %s", table.num_rows, error)
             return _v2_error(503, f"the labels could not be stored, retry: {error}")
