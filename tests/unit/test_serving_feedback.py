@@ -165,6 +165,12 @@ def test_bad_ids_are_400():
     assert "given twice" in messages[4]
 
 
+def test_only_ids_a_header_can_carry_go_into_one():
+    assert ids.header(["tx-1"]) == {ids.HEADER: "tx-1"}
+    assert ids.header(["a\r\nSet-Cookie: x"]) == {} and ids.header(["zürich"]) == {}
+    assert ids.header(["a", "b"]) == {}
+
+
 def test_a_column_the_signature_names_stays_a_feature_and_is_the_id():
     frame = Frame("block", np.array([[7.0, 1.0]]), ("id", "a"), 1)
     kept, found = ids.take(frame, "id", ModelInputs(("id", "a")))

@@ -73,8 +73,9 @@ def v2_ids(parameters_ids, column_ids: list[str] | None, request_id: str | None,
 
 
 def header(ids: list[str]) -> dict[str, str]:
-    """The response header naming the id of a one-row request (none for several rows)."""
-    return {HEADER: ids[0]} if len(ids) == 1 else {}
+    """The response header naming the id of a one-row request (none for several rows, nor for an
+    id a header cannot carry: only printable ASCII goes into one; the body always has it)."""
+    return {HEADER: ids[0]} if len(ids) == 1 and ids[0].isascii() and ids[0].isprintable() else {}
 
 
 def _text(value, row: int, where: str) -> str:
