@@ -20,7 +20,7 @@ from ferry.serving.outputs import first_numeric, invocations_json, output_column
     ([1, 2], [1, 2]),
 ])
 def test_invocations_json_matches_mlflow(output, expected):
-    assert json.loads(invocations_json(output)) == {"predictions": expected}
+    assert json.loads(invocations_json(output, ["r1"])) == {"predictions": expected, "ids": ["r1"]}
 
 
 def plain(tensors):

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ferry.serving.payload import Frame
-from ferry.serving.predlog import PredictionLog, combine, log_table, object_key
+from ferry.serving.predlog import Entry, PredictionLog, combine, log_table, object_key
 from ferry.serving.sampling import Sampler
 
 T0 = int(datetime(2026, 11, 22, 23, 59, 59, tzinfo=UTC).timestamp() * 1000)
@@ -58,7 +58,8 @@ def test_sampler_takes_exactly_the_share():
 
 def test_log_table_has_the_contract_columns_and_types():
     table = log_table(block([[1.0, 2.0], [3.0, 4.0]]), np.array([0, 1]), "7", T0)
-    assert table.column_names == ["a", "b", "prediction", "ferry_model_version", "ferry_timestamp"]
+    assert table.column_names == ["a", "b", "prediction", "ferry_model_version", "ferry_timestamp",
+                                  "ferry_prediction_id"]
     assert table.schema.field("a").type == pa.float64()
     assert table.schema.field("prediction").type == pa.int64()
     assert table.schema.field("ferry_model_version").type == pa.string()
@@ -78,9 +79,9 @@ def test_log_table_keeps_original_input_types_and_names_each_output():
 
 
 def test_entries_of_one_schema_become_one_table():
-    tables = combine([(block([[1.0, 2.0]]), np.array([1]), T0),
-                      (block([[3.0, 4.0]]), np.array([0]), T0 + 1),
-                      (Frame("block", np.array([[1, 2]]), ("a", "b"), 1), np.array([1]), T0 + 2)], "7")
+    tables = combine([Entry(block([[1.0, 2.0]]), np.array([1]), T0),
+                      Entry(block([[3.0, 4.0]]), np.array([0]), T0 + 1),
+                      Entry(Frame("block", np.array([[1, 2]]), ("a", "b"), 1), np.array([1]), T0 + 2)], "7")
     assert [t.num_rows for t in tables] == [2, 1]
 
 

@@ -28,6 +28,7 @@ class ServeConfig:
     grpc_port: int = 8081
     workers: int = 1
     prediction_log_uri: str | None = None
+    id_column: str = "id"
     prediction_sample_rate: float = 0.1
     prediction_log_batch_rows: int = 1000
     prediction_log_flush_seconds: float = 10.0
@@ -45,7 +46,8 @@ class ServeConfig:
         """Build from ``env`` (default ``os.environ``); keyword ``flags`` that are not None win.
 
         Variables: FERRY_MODEL_URI (required), POD_IP, FERRY_PORT, FERRY_MODEL_NAME,
-        FERRY_MODEL_VERSION, FERRY_PREDICTION_LOG_URI, FERRY_PREDICTION_SAMPLE_RATE,
+        FERRY_MODEL_VERSION, FERRY_PREDICTION_LOG_URI, FERRY_ID_COLUMN (the request column that
+        carries prediction ids, default ``id``; see ``ids``), FERRY_PREDICTION_SAMPLE_RATE,
         FERRY_PREDICTION_LOG_BATCH_ROWS, FERRY_PREDICTION_LOG_FLUSH_SECONDS,
         FERRY_PREDICTION_LOG_MAX_ROWS, FERRY_PREDICTION_BUCKETS, FERRY_MIRROR_URL,
         FERRY_MIRROR_PERCENT, FERRY_MIRROR_QUEUE_SIZE, FERRY_MAX_BATCH_ROWS,
@@ -84,6 +86,7 @@ class ServeConfig:
             workers=_number(_workers(pick("workers", "FERRY_WORKERS", None)),
                             "FERRY_WORKERS", int, 1, 256),
             prediction_log_uri=log_uri.rstrip("/") if log_uri else None,
+            id_column=pick("id_column", "FERRY_ID_COLUMN", "id"),
             prediction_sample_rate=_number(env.get("FERRY_PREDICTION_SAMPLE_RATE") or 0.1,
                                            "FERRY_PREDICTION_SAMPLE_RATE", float, 0, 1),
             prediction_log_batch_rows=_number(env.get("FERRY_PREDICTION_LOG_BATCH_ROWS") or 1000,
@@ -115,6 +118,7 @@ class ServeConfig:
             "FERRY_PORT": self.port, "FERRY_GRPC_PORT": self.grpc_port,
             "FERRY_WORKERS": self.workers,
             "FERRY_PREDICTION_LOG_URI": self.prediction_log_uri,
+            "FERRY_ID_COLUMN": self.id_column,
             "FERRY_PREDICTION_SAMPLE_RATE": self.prediction_sample_rate,
             "FERRY_PREDICTION_LOG_BATCH_ROWS": self.prediction_log_batch_rows,
             "FERRY_PREDICTION_LOG_FLUSH_SECONDS": self.prediction_log_flush_seconds,

@@ -31,12 +31,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import yaml
 
 from ferry.serving.payload import Frame, ModelInputs, model_input, parse_invocations
@@ -44,13 +45,33 @@ from ferry.serving.payload import Frame, ModelInputs, model_input, parse_invocat
 log = logging.getLogger("ferry.serve")
 
 
+@dataclass(frozen=True)
+class Probabilities:
+    """A classifier's ``predict_proba`` and its class labels (the order of its columns)."""
+
+    classes: tuple[str, ...]
+    predict_proba: Callable[[Any], Any]
+
+    def of(self, frame: Frame) -> np.ndarray:
+        """One row of probabilities per input row; anything else is refused."""
+        values = np.asarray(self.predict_proba(model_input(frame)), dtype=np.float64)
+        if values.shape != (frame.rows, len(self.classes)):
+            raise ValueError(f"predict_proba returned shape {values.shape} for {frame.rows} rows and "
+                             f"{len(self.classes)} classes")
+        return values
+
+
 @dataclass
 class LoadedModel:
+    """``probabilities``: set for classifiers on the scikit-learn fast path whose ``predict_proba``
+    the prediction log can add (None for every other model)."""
+
     pyfunc: Any
     inputs: ModelInputs
     signature_inputs: list[dict]
     signature_outputs: list[dict]
     example: Frame | None = None
+    probabilities: Probabilities | None = None
 
     def predict(self, frame: Frame) -> Any:
         data = model_input(frame)
@@ -161,9 +182,11 @@ def _load_sklearn(folder: Path) -> LoadedModel | None:
         return None
     log.info("serving the scikit-learn model without MLflow (%s)", plan.model_file.name)
     signature = plan.signature or {}
+    classes = model.classes()
     return LoadedModel(model, ModelInputs(model.input_names()),
                        _tensors(_json_specs(signature.get("inputs"))),
-                       _tensors(_json_specs(signature.get("outputs"))))
+                       _tensors(_json_specs(signature.get("outputs"))),
+                       probabilities=Probabilities(classes, model.predict_proba) if classes else None)
 
 
 def _load_pyfunc(source: str) -> LoadedModel:

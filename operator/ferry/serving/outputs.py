@@ -53,9 +53,10 @@ def _rows(output: Any, start: int, stop: int):
     return output[start:stop]
 
 
-def invocations_json(output: Any) -> bytes:
-    """``{"predictions": ...}`` as ``mlflow models serve`` writes it."""
-    return orjson.dumps({"predictions": _jsonable(output)}, option=_DUMP_OPTIONS)
+def invocations_json(output: Any, ids: list[str]) -> bytes:
+    """``{"predictions": ...}`` as ``mlflow models serve`` writes it, and the rows' prediction
+    ``ids`` next to it (clients that only read ``predictions`` see no difference)."""
+    return orjson.dumps({"predictions": _jsonable(output), "ids": ids}, option=_DUMP_OPTIONS)
 
 
 def _jsonable(output: Any):

@@ -110,12 +110,15 @@ class RequestedOutput:
 @dataclass
 class V2Request:
     """A parsed v2 infer request: the model input, the request id and the outputs asked for
-    (None: every output), and whether outputs default to the binary tensor extension."""
+    (None: every output), whether outputs default to the binary tensor extension, and
+    ``parameters.ids`` as sent (per-row prediction ids, checked by ``ids.v2_ids``; never a model
+    param)."""
 
     frame: Frame
     id: str | None = None
     outputs: tuple[RequestedOutput, ...] | None = None
     binary_output: bool = False
+    ids: Any = None
 
 
 def parse_v2_infer(body: bytes, model: ModelInputs, header_length: int | None = None) -> V2Request:
@@ -151,9 +154,10 @@ def parse_v2_infer(body: bytes, model: ModelInputs, header_length: int | None = 
     binary_output = parameters.pop("binary_data_output", False)
     if not isinstance(binary_output, bool):
         raise PayloadError("parameters.binary_data_output must be true or false")
+    row_ids = parameters.pop("ids", None)
     params = {k: v for k, v in parameters.items() if k != "content_type"} or None
     return V2Request(v2_frame(tensors, params, model), request_id,
-                     _requested_outputs(document.get("outputs")), binary_output)
+                     _requested_outputs(document.get("outputs")), binary_output, row_ids)
 
 
 def _parameters(value, where: str) -> dict:

@@ -9,9 +9,15 @@ Layout (read by the drift engine)::
 
     <prefix>/dt=YYYY-MM-DD-HH/<version>-<hostname>-<unixms>-<seq>.parquet
 
-Columns: the request's input columns (names and types as sent), ``prediction`` or
-``prediction_<name>`` per output column, ``ferry_model_version`` (string) and ``ferry_timestamp``
-(timestamp[ms, UTC], when the prediction was made). ``dt`` is the hour of the file's first row.
+Columns: the request's input columns (names and types as sent, less the id column),
+``prediction`` or ``prediction_<name>`` per output column, ``ferry_model_version`` (string),
+``ferry_timestamp`` (timestamp[ms, UTC], when the prediction was made), ``ferry_prediction_id``
+(string, see ``ids``; what labels join on) and, for classifiers whose ``predict_proba`` is known
+(``model.Probabilities``), ``ferry_proba_<class>`` (float64) per class. ``dt`` is the hour of the
+file's first row. Files written before ids existed lack the last two kinds of columns; readers
+see nulls there (``ferry_*`` columns are bookkeeping to the drift monitor either way).
+Probabilities are computed in the log's thread, for the sampled rows only, so the request path
+never pays for them; rows whose probabilities fail are logged without them.
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from ferry.serving.batching import predict_all
+from ferry.serving.ids import generate
 from ferry.serving.outputs import output_columns
 from ferry.serving.payload import Frame
 from ferry.serving.sampling import Sampler
@@ -56,17 +64,23 @@ def input_columns(frame: Frame) -> list[tuple[str, Any]]:
     return [(f"input_{index}", array[:, index]) for index in range(array.shape[1])]
 
 
-def log_table(frame: Frame, output: Any, version: str, timestamp_ms: int):
-    """One request's rows as an Arrow table with the contract's columns."""
+def log_table(frame: Frame, output: Any, version: str, timestamp_ms: int, ids: list[str] | None = None,
+              probabilities: np.ndarray | None = None, classes: tuple[str, ...] = ()):
+    """One request's rows as an Arrow table with the contract's columns (ids generated when the
+    caller has none)."""
     import pyarrow as pa
 
     names, arrays = [], []
     for name, values in input_columns(frame) + output_columns(output):
         names.append(name)
         arrays.append(pa.Array.from_pandas(values) if hasattr(values, "iloc") else _arrow(values))
-    names += ["ferry_model_version", "ferry_timestamp"]
+    names += ["ferry_model_version", "ferry_timestamp", "ferry_prediction_id"]
     arrays += [pa.array(np.full(frame.rows, version, dtype=object), pa.string()),
-               pa.array(np.full(frame.rows, timestamp_ms, dtype=np.int64), pa.timestamp("ms", tz="UTC"))]
+               pa.array(np.full(frame.rows, timestamp_ms, dtype=np.int64), pa.timestamp("ms", tz="UTC")),
+               pa.array(ids if ids is not None else generate(frame.rows), pa.string())]
+    if probabilities is not None:
+        names += [f"ferry_proba_{label}" for label in classes]
+        arrays += [pa.array(probabilities[:, index]) for index in range(len(classes))]
     return pa.Table.from_arrays(arrays, names=names)
 
 
@@ -78,19 +92,39 @@ def _arrow(values: np.ndarray):
     return pa.array(values)
 
 
-def combine(entries: list[tuple[Frame, Any, int]], version: str) -> list:
-    """Buffered (frame, output, timestamp) entries → one table per distinct schema, in order."""
+class Entry(NamedTuple):
+    """One sampled request in the buffer."""
+
+    frame: Frame
+    output: Any
+    timestamp_ms: int
+    ids: list[str] | None = None
+
+
+def combine(entries: list[Entry], version: str, probabilities=None) -> list:
+    """Buffered entries → one table per distinct schema, in order. ``probabilities``: a
+    ``model.Probabilities``, asked once per group of compatible frames (as the batcher does)."""
     import pyarrow as pa
 
+    scores: list = [None] * len(entries)
+    if probabilities is not None:
+        outcomes = predict_all(probabilities.of, [entry.frame for entry in entries])
+        failed = sum(entry.frame.rows for entry, o in zip(entries, outcomes, strict=True) if o.error)
+        if failed:
+            log.warning("prediction log: no class probabilities for %d rows: %s", failed,
+                        next(o.error for o in outcomes if o.error))
+        scores = [outcome.output for outcome in outcomes]
+    classes = probabilities.classes if probabilities is not None else ()
     by_schema: dict = {}
-    for frame, output, timestamp_ms in entries:
-        table = log_table(frame, output, version, timestamp_ms)
+    for entry, score in zip(entries, scores, strict=True):
+        table = log_table(entry.frame, entry.output, version, entry.timestamp_ms, entry.ids, score, classes)
         by_schema.setdefault(table.schema, []).append(table)
     return [pa.concat_tables(tables) for tables in by_schema.values()]
 
 
 class PredictionLog:
-    """The bounded buffer and its flushing thread. ``offer`` is called on the event loop."""
+    """The bounded buffer and its flushing thread. ``offer`` is called on the event loop;
+    ``probabilities`` is set once the model is loaded (a ``model.Probabilities`` or None)."""
 
     def __init__(self, uri: str, version: str, hostname: str, *, sample_rate: float,
                  batch_rows: int, flush_seconds: float, max_rows: int,
@@ -105,6 +139,7 @@ class PredictionLog:
         self.batch_rows, self.flush_seconds, self.max_rows = batch_rows, flush_seconds, max_rows
         self._on_written, self._on_dropped = on_written, on_dropped
         self._store = store
+        self.probabilities = None
         self._entries: deque = deque()
         self._rows = 0
         self._seq = 0
@@ -116,8 +151,9 @@ class PredictionLog:
     def start(self) -> None:
         self._thread.start()
 
-    def offer(self, frame: Frame, output: Any) -> bool:
-        """Sample this request; buffer its rows or count them dropped. Never blocks for I/O."""
+    def offer(self, frame: Frame, output: Any, ids: list[str] | None = None) -> bool:
+        """Sample this request; buffer its rows (with their prediction ids) or count them dropped.
+        Never blocks for I/O."""
         if not self.sampler.take():
             return False
         with self._lock:
@@ -125,7 +161,7 @@ class PredictionLog:
                 dropped = True
             else:
                 dropped = False
-                self._entries.append((frame, output, int(time.time() * 1000)))
+                self._entries.append(Entry(frame, output, int(time.time() * 1000), ids))
                 self._rows += frame.rows
                 full = self._rows >= self.batch_rows
         if dropped:
@@ -159,9 +195,9 @@ class PredictionLog:
         if not entries:
             return 0
         try:
-            tables = combine(entries, self.version)
+            tables = combine(entries, self.version, self.probabilities)
         except Exception as error:  # noqa: BLE001 - e.g. values Arrow cannot type; serving goes on
-            rows = sum(frame.rows for frame, _, _ in entries)
+            rows = sum(entry.frame.rows for entry in entries)
             log.warning("prediction log could not convert %d rows: %s", rows, error)
             self._on_dropped(rows)
             return 0

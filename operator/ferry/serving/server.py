@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ferry.serving import feedback, ids
 from ferry.serving import model as model_loader
 from ferry.serving.batching import Batcher
 from ferry.serving.config import ServeConfig
@@ -76,10 +77,12 @@ class Server:
         self.draining = False
         self.load_error: BaseException | None = None
         self.prediction_log = None
+        self.labels = None
+        hostname = socket.gethostname() + (f"-w{worker}" if worker is not None else "")
         if config.prediction_log_uri:
+            self.labels = feedback.LabelWriter(config.prediction_log_uri, hostname)
             self.prediction_log = PredictionLog(
-                config.prediction_log_uri, config.model_version,
-                socket.gethostname() + (f"-w{worker}" if worker is not None else ""),
+                config.prediction_log_uri, config.model_version, hostname,
                 sample_rate=config.prediction_sample_rate,
                 batch_rows=config.prediction_log_batch_rows,
                 flush_seconds=config.prediction_log_flush_seconds,
@@ -108,6 +111,8 @@ class Server:
         self.batcher = Batcher(loaded.predict, self.executor, self.config.max_batch_rows,
                                on_batch=self.metrics.batch_rows.observe)
         self.batcher.start()
+        if self.prediction_log:
+            self.prediction_log.probabilities = loaded.probabilities
         self.model = loaded
         log.info("model %s version %s loaded from %s in %.1fs", self.config.model_name,
                  self.config.model_version, self.config.model_uri, time.monotonic() - started)
@@ -137,12 +142,15 @@ class Server:
             return _error_json(503, "the model is not loaded yet")
         try:
             frame = parse_invocations(body, request.headers.get("Content-Type"), self.model.inputs)
+            frame, given = ids.take(frame, self.config.id_column, self.model.inputs)
         except PayloadError as error:
             return _error_json(400, str(error))
-        output, failure = await self.predict(frame)
+        row_ids = given or ids.generate(frame.rows)
+        output, failure = await self.predict(frame, row_ids)
         if failure:
             return _error_json(*failure)
-        return web.Response(body=invocations_json(output), content_type="application/json")
+        return web.Response(body=invocations_json(output, row_ids), content_type="application/json",
+                            headers=ids.header(row_ids))
 
     def parse_v2(self, request: web.Request, body: bytes):
         """The OIP request for the served model, or the error answer (404 another model, 503 not
@@ -164,18 +172,24 @@ class Server:
         parsed = self.parse_v2(request, body)
         if isinstance(parsed, web.Response):
             return parsed
-        output, failure = await self.predict(parsed.frame)
+        try:
+            frame, given = ids.take(parsed.frame, self.config.id_column, self.model.inputs)
+            row_ids = ids.v2_ids(parsed.ids, given, parsed.id, frame.rows)
+        except PayloadError as error:
+            return _v2_error(400, str(error))
+        output, failure = await self.predict(frame, row_ids)
         if failure:
             return _v2_error(*failure)
+        head = {**self.v2_head(parsed.id), "parameters": {"ids": row_ids}}
         try:
-            answer, header_length = v2_rest_answer(self.v2_head(parsed.id), v2_arrays(output),
-                                                   parsed.outputs, parsed.binary_output)
+            answer, header_length = v2_rest_answer(head, v2_arrays(output), parsed.outputs,
+                                                   parsed.binary_output)
         except UnknownOutput as error:
             return _v2_error(400, str(error))
         if header_length is None:
-            return web.Response(body=answer, content_type="application/json")
+            return web.Response(body=answer, content_type="application/json", headers=ids.header(row_ids))
         return web.Response(body=answer, content_type="application/octet-stream",
-                            headers={HEADER_LENGTH: str(header_length)})
+                            headers={HEADER_LENGTH: str(header_length), **ids.header(row_ids)})
 
     async def v2_explain(self, request: web.Request) -> web.Response:
         """Per-row feature attributions as an OIP answer: outputs ``attributions`` (FP64,
@@ -227,8 +241,9 @@ class Server:
             head["id"] = request_id
         return head
 
-    async def predict(self, frame):
-        """(output, None) or (None, (status, message)); feeds the log and the value histogram."""
+    async def predict(self, frame, row_ids: list[str] | None = None):
+        """(output, None) or (None, (status, message)); feeds the log (with the rows' prediction
+        ids; None: the log generates them) and the value histogram."""
         try:
             output = await self.batcher.predict(frame)
         except Exception as error:  # noqa: BLE001 - classified into 400/500 for the client
@@ -240,8 +255,29 @@ class Server:
         if values is not None:
             self.metrics.prediction_value.observe_many(values)
         if self.prediction_log:
-            self.prediction_log.offer(frame, output)
+            self.prediction_log.offer(frame, output, row_ids)
         return output, None
+
+    async def feedback(self, request: web.Request) -> web.Response:
+        """Labels for earlier predictions (``feedback``), stored before the answer says so."""
+        unknown = self.unknown_model(request.match_info.get("name"), None)
+        if unknown:
+            return _v2_error(404, unknown)
+        if self.labels is None:
+            return _v2_error(409, "feedback needs the prediction log: this server has no "
+                                  "FERRY_PREDICTION_LOG_URI (set the InferenceService's predictionLogging)")
+        body, now_ms = await request.read(), int(time.time() * 1000)
+        loop = asyncio.get_running_loop()  # a big batch is parsed and written off the event loop
+        try:
+            table = await loop.run_in_executor(None, feedback.parse_feedback, body, now_ms)
+        except feedback.FeedbackError as error:
+            return _v2_error(400, str(error))
+        try:
+            await loop.run_in_executor(None, self.labels.write, table, now_ms)
+        except Exception as error:  # noqa: BLE001 - nothing was stored; the client retries
+            log.warning("feedback: %d labels could not be stored: %s", table.num_rows, error)
+            return _v2_error(503, f"the labels could not be stored, retry: {error}")
+        return web.json_response({"accepted": table.num_rows})
 
     def unknown_model(self, name: str | None, version: str | None) -> str | None:
         """Why a v2 request for ``name``/``version`` cannot be answered here, or None."""
@@ -350,6 +386,7 @@ class Server:
             web.post("/v2/models/{name}/versions/{version}/infer", self.v2_infer),
             web.post("/v2/models/{name}/explain", self.v2_explain),
             web.post("/v2/models/{name}/versions/{version}/explain", self.v2_explain),
+            web.post("/v2/models/{name}/feedback", self.feedback),
         ])
         return application
 

@@ -83,6 +83,7 @@ class SklearnModel:
         self.columns = plan.columns
         self.signature = plan.signature
         self._predict = getattr(estimator, plan.predict_fn)
+        self._labels = plan.predict_fn == "predict"
         self._warned_params = False
 
     def predict(self, data, params: dict | None = None):
@@ -92,6 +93,21 @@ class SklearnModel:
         if self.columns is not None:
             data = enforce(data, self.columns)
         return self._predict(data)
+
+    def classes(self) -> tuple[str, ...] | None:
+        """The class labels, when ``predict`` answers labels and the estimator has
+        ``predict_proba`` (the prediction log's probability columns); None otherwise."""
+        classes = getattr(self.estimator, "classes_", None)
+        if not self._labels or classes is None or np.ndim(classes) != 1 \
+                or not hasattr(self.estimator, "predict_proba"):
+            return None
+        return tuple(str(label) for label in classes)
+
+    def predict_proba(self, data):
+        """Class probabilities for the input ``predict`` gets (same signature enforcement)."""
+        if self.columns is not None:
+            data = enforce(data, self.columns)
+        return self.estimator.predict_proba(data)
 
     def input_names(self) -> tuple[str, ...] | None:
         return None if self.columns is None else tuple(column.name for column in self.columns)

@@ -1,0 +1,1 @@
+"""Model quality: the labels that say how served predictions turned out, joined on prediction ids."""
