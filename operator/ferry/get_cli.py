@@ -35,7 +35,7 @@ class Reader:
         self.apps = client.AppsV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
-        self.not_found = client.ApiException
+        self.api_error = client.ApiException
 
     def get(self, plural: str, name: str) -> dict:
         return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name)
@@ -45,7 +45,7 @@ class Reader:
             return None
         try:
             return self.get(plural, name)
-        except self.not_found as error:
+        except self.api_error as error:
             if error.status == 404:
                 return None
             raise

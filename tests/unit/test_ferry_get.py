@@ -319,3 +319,55 @@ def test_the_kubectl_plugin_is_the_same_entry_point():
     scripts = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())[
         "project"]["scripts"]
     assert scripts["kubectl-ferry"] == scripts["ferry"] == "ferry.cli:main"
+
+
+# --- the shell: --watch and a missing object -----------------------------------------------------
+
+
+@pytest.fixture
+def frames(monkeypatch):
+    """`ferry get` against a fake cluster whose view goes through ``frames`` (an exception in it
+    is raised); each poll's sleep moves to the next, Ctrl-C after the last."""
+    import ferry.get_cli
+    import ferry.targets
+
+    shown: list = []
+    monkeypatch.setattr(ferry.targets, "connect", lambda kubeconfig, namespace: (None, namespace))
+    monkeypatch.setattr(ferry.get_cli, "Reader", lambda api_client, namespace: None)
+
+    def view(reader, kind, name, style):
+        frame = shown[0]
+        if isinstance(frame, Exception):
+            raise frame
+        return [f"{kind} {name}", frame]
+
+    def sleep(seconds):
+        assert seconds == ferry.get_cli.WATCH_INTERVAL
+        shown.pop(0)
+        if not shown:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ferry.get_cli, "view", view)
+    monkeypatch.setattr(ferry.get_cli.time, "sleep", sleep)
+    return shown
+
+
+def test_watch_redraws_only_when_the_text_changes_and_ctrl_c_exits_0(frames, capsys):
+    frames += ["ready 1/2", "ready 1/2", "ready 2/2", "ready 2/2"]
+    assert main(["get", "infsvc/fraud", "-n", "team", "--watch"]) == 0
+    assert capsys.readouterr().out == ("InferenceService fraud\nready 1/2\n\n"
+                                       "InferenceService fraud\nready 2/2\n")
+
+
+def test_without_watch_it_prints_once(frames, capsys):
+    frames += ["one", "two"]
+    assert main(["get", "tr/train", "-n", "team"]) == 0
+    assert capsys.readouterr().out == "TrainingRun train\none\n"
+
+
+def test_a_missing_object_is_named_with_its_namespace(frames, capsys):
+    from kubernetes.client import ApiException
+
+    frames.append(ApiException(status=404, reason="Not Found"))
+    assert main(["get", "mv/nope", "-n", "team"]) == 1
+    assert capsys.readouterr().err == "ferry get: modelversion.ferry.dev/nope not found in namespace team\n"
