@@ -1,4 +1,5 @@
-"""The ``ferry`` command: one console script with subcommands."""
+"""The ``ferry`` command (also the kubectl plugin ``kubectl ferry``): one console script with
+subcommands."""
 
 from __future__ import annotations
 
@@ -63,15 +64,17 @@ def _approve(args: argparse.Namespace) -> int:
     what the approval admission policy (``ferry.generate.admission``) requires ``approvedBy`` to
     be. ``--by`` names someone else only where that policy is not installed (it refuses the change otherwise).
     """
-    from kubernetes import client, config
+    from kubernetes import client
 
-    kind, _, name = args.target.partition("/")
-    if kind not in ("mv", "modelversion", "modelversions") or not name:
-        print("usage: ferry approve mv/NAME [--by WHO] [--comment TEXT]", file=sys.stderr)
+    from ferry.targets import TargetError, connect, parse_target
+
+    try:
+        _, name = parse_target(args.target, ("ModelVersion",))
+    except TargetError as error:
+        print(f"ferry approve: {error}\nusage: ferry approve mv/NAME [--by WHO] [--comment TEXT]",
+              file=sys.stderr)
         return 2
-    api_client = config.new_client_from_config(config_file=args.kubeconfig)
-    namespace = args.namespace or config.list_kube_config_contexts(args.kubeconfig)[1][
-        "context"].get("namespace", "default")
+    api_client, namespace = connect(args.kubeconfig, args.namespace)
     identity = client.AuthenticationV1Api(api_client).create_self_subject_review(
         client.V1SelfSubjectReview()).status.user_info.username
     approver = args.by or identity
@@ -114,8 +117,8 @@ def _serve(args: argparse.Namespace) -> int:
     return run(config)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ferry", description=__doc__)
+def build_parser(prog: str = "ferry") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     operator = commands.add_parser("operator", help="run the operator (kubeconfig or in-cluster)")
@@ -175,14 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", help="write drift.json + drift.html to this dir or s3:// prefix")
     drift_actions.add_parser("monitor", help="one scheduled run, configured by FERRY_* env")
     drift.set_defaults(func=_drift)
+    from ferry.get_cli import add_command  # get infsvc|mv|tr|fp/NAME
     from ferry.rollout_cli import add_commands  # promote | abort | pause | resume infsvc/NAME
 
+    add_command(commands)
     add_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # Installed as `kubectl-ferry` too, so `kubectl ferry get infsvc/NAME` is the same command.
+    prog = "kubectl ferry" if Path(sys.argv[0]).name == "kubectl-ferry" else "ferry"
+    args = build_parser(prog).parse_args(argv)
     return args.func(args)
 
 

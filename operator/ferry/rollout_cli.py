@@ -10,13 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-KINDS = ("infsvc", "inferenceservice", "inferenceservices")
 PLURAL = "inferenceservices"
-
-
-def _target(text: str) -> str | None:
-    kind, _, name = text.partition("/")
-    return name if kind in KINDS and name else None
 
 
 def rollout_patch(action: str, status: dict) -> dict | None:
@@ -30,15 +24,18 @@ def rollout_patch(action: str, status: dict) -> dict | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kubernetes import client, config
+    from kubernetes import client
 
-    name = _target(args.target)
-    if name is None:
-        print(f"usage: ferry {args.command} infsvc/NAME [-n NAMESPACE]", file=sys.stderr)
+    from ferry.targets import TargetError, connect, parse_target
+
+    try:
+        _, name = parse_target(args.target, ("InferenceService",))
+    except TargetError as error:
+        print(f"ferry {args.command}: {error}\nusage: ferry {args.command} infsvc/NAME "
+              "[-n NAMESPACE]", file=sys.stderr)
         return 2
-    api = client.CustomObjectsApi(config.new_client_from_config(config_file=args.kubeconfig))
-    namespace = args.namespace or config.list_kube_config_contexts(args.kubeconfig)[1][
-        "context"].get("namespace", "default")
+    api_client, namespace = connect(args.kubeconfig, args.namespace)
+    api = client.CustomObjectsApi(api_client)
     current = api.get_namespaced_custom_object("ferry.dev", "v1alpha1", namespace, PLURAL, name)
     patch = rollout_patch(args.command, current.get("status") or {})
     if patch is None:

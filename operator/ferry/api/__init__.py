@@ -91,6 +91,16 @@ def kind_by_plural(plural: str) -> KindInfo:
     raise KeyError(plural)
 
 
+def kind_named(word: str) -> KindInfo:
+    """The kind a ``kubectl``-style name means: short name, plural, singular or kind, optionally
+    qualified with the group (``infsvc``, ``inferenceservices.ferry.dev``, ``InferenceService``)."""
+    base = word.removesuffix(f".{GROUP}").lower()
+    for info in KINDS.values():
+        if base in (info.plural, info.singular, info.kind.lower(), *info.short_names):
+            return info
+    raise KeyError(word)
+
+
 def parse_spec(kind: str, spec: dict) -> BaseModel:
     """Validate a raw spec; raises pydantic.ValidationError naming the offending fields."""
     return KINDS[kind].spec_model.model_validate(spec)
