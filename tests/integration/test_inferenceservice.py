@@ -233,8 +233,8 @@ def test_canary_of_a_bad_model_is_rolled_back_and_stable_traffic_never_stops(
     assert find_condition(rolled_back["conditions"], "Ready")["status"] == "True"
     assert alias(services, model, "champion") == "1"
     assert alias(services, model, "challenger") is None
-    canary = get_resource(cluster, namespace, "deployment", "svc-bad-2")
-    assert canary["spec"]["replicas"] == 0
+    wait_for(lambda: get_resource(cluster, namespace, "deployment", "svc-bad-2")["spec"][
+        "replicas"] == 0, timeout=30, message="the rolled-back canary scaled down once traffic left")
     assert "RolledBack" in event_reasons(cluster, namespace, "svc")
     # The spec still names bad-2: it is not tried again.
     assert status_of(cluster, namespace, "svc")["phase"] == "RolledBack"
@@ -516,6 +516,9 @@ def test_blue_green_previews_switches_atomically_and_rolls_back_instantly(
         wait_for(lambda: endpoint_addresses(cluster.api_client, namespace, "web") == preview,
                  timeout=30, message="endpoints are the former preview pods")
         assert predict(preview[0], 1.0) == (200, 3.0)
+        proxied_after_switch(cluster, namespace, "web", "green")
+        on_green = time.monotonic()
+        wait_for(lambda: len(traffic.since(on_green)) > 10, timeout=30, message="traffic on green")
 
         # Rollback = revert the one field in Git: blue is still warm, so it is instant.
         patch_spec(cluster, namespace, "web", {"model": {"modelVersion": "blue"}})

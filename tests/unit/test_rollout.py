@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from ferry.api import parse_spec
 from ferry.api.inferenceservice import ServedModel
-from ferry.reconcilers.rollout import Observed, decide, measurement_due, split
+from ferry.reconcilers.rollout import SWITCH_SECONDS, Observed, decide, measurement_due, split
 
 T0 = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 
@@ -139,8 +139,11 @@ def test_failures_beyond_the_limit_roll_back_and_keep_the_stable():
     decision = driver.tick(5, measurement=failed(value=0.4))
     assert decision.phase == "RolledBack" and decision.reason == "AnalysisFailed"
     assert "errorRate = 0.4" in decision.message
-    assert decision.plan.replicas == {"fraud-1": 4, "fraud-2": 0}
     assert decision.plan.active == "fraud-1" and decision.plan.canary is None
+    assert decision.plan.replicas == {"fraud-1": 4, "fraud-2": 1}, \
+        "traffic leaves at once; the canary's pods stay until the switch has propagated"
+    assert decision.requeue <= SWITCH_SECONDS + 0.5
+    assert driver.tick(SWITCH_SECONDS).plan.replicas == {"fraud-1": 4, "fraud-2": 0}
     assert driver.rollout["rolledBack"]["modelVersion"] == "fraud-2"
     assert driver.rollout["stable"]["modelVersion"] == "fraud-1"
     # The spec still names fraud-2: it is not retried.
@@ -233,7 +236,8 @@ def test_abort_rolls_back_and_manual_pause_holds():
     driver.spec = spec(replicas=4, strategy=CANARY, rollout={"abort": "fraud-2"})
     decision = driver.tick()
     assert decision.phase == "RolledBack" and decision.reason == "Aborted"
-    assert decision.plan.replicas["fraud-2"] == 0
+    assert decision.plan.active == "fraud-1" and decision.plan.replicas["fraud-2"] == 1
+    assert driver.tick(SWITCH_SECONDS).plan.replicas["fraud-2"] == 0
 
 
 def test_reverting_the_spec_to_the_stable_cancels_the_canary():
@@ -312,7 +316,8 @@ def test_post_promotion_failure_switches_back_to_the_warm_previous_version():
     decision = driver.tick(5, measurement=failed("latencyP99", 3.0))
     assert decision.phase == "RolledBack" and decision.reason == "PostPromotionAnalysisFailed"
     assert driver.rollout["stable"]["modelVersion"] == "fraud-1"
-    assert decision.plan.active == "fraud-1" and decision.plan.replicas["fraud-2"] == 0
+    assert decision.plan.active == "fraud-1" and decision.plan.replicas["fraud-2"] == 2
+    assert driver.tick(SWITCH_SECONDS).plan.replicas["fraud-2"] == 0
 
 
 def test_post_promotion_window_ends_and_the_previous_version_goes():

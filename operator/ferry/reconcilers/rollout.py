@@ -22,6 +22,12 @@ Design decisions (where the issue is silent):
   spec at the stable version clears it. Pointing the spec at a version still kept warm (previous
   colour, post-promotion window) switches back at once, without steps.
 - Without a strategy a new version replaces the stable one as soon as it is fully ready.
+- A version the client Service switches away from keeps its pods for ``SWITCH_SECONDS`` (a
+  rolled-back candidate, the colour left by a blue-green switch or a switch back), like Argo
+  Rollouts' scale-down delays: the EndpointSlice controller sees the Service and the pods through
+  separate watches, so for a moment after a switch the endpoints can still follow the old
+  selector, and if the old version's pods were already terminating that moment has no ready
+  endpoint and connections are refused.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from ferry.reconcilers.analysis import describe_failures, overall
 from ferry.reconcilers.outcome import Event
 
 POLL = 2.0  # requeue while a rollout moves
+SWITCH_SECONDS = 10.0  # a version traffic switched away from keeps its pods this long
 
 CANARY, BLUE_GREEN, SHADOW, REPLACE = "Canary", "BlueGreen", "Shadow", "Replace"
 
@@ -414,10 +421,10 @@ class Machine:
             state.previous = old
             state.post_promotion_until = iso(self.now + timedelta(
                 seconds=duration_seconds(canary.post_promotion)))
-        elif strategy == BLUE_GREEN and self.spec.strategy.blue_green.scale_down_delay_seconds:
+        elif strategy == BLUE_GREEN:
             state.previous = old
-            state.scale_down_at = iso(self.now + timedelta(
-                seconds=self.spec.strategy.blue_green.scale_down_delay_seconds))
+            state.scale_down_at = iso(self.now + timedelta(seconds=max(
+                self.spec.strategy.blue_green.scale_down_delay_seconds, SWITCH_SECONDS)))
         self.event("Promoted", f"{candidate.model_version} (MLflow version "
                                f"{candidate.mlflow_version}) is now stable; was "
                                f"{old.model_version}")
@@ -442,7 +449,7 @@ class Machine:
         state.post_promotion_until = None
         delay = (self.spec.strategy.blue_green.scale_down_delay_seconds
                  if self.spec.strategy.blue_green else 0)
-        state.scale_down_at = iso(self.now + timedelta(seconds=delay))
+        state.scale_down_at = iso(self.now + timedelta(seconds=max(delay, SWITCH_SECONDS)))
         state.rolled_back = None
         self.event("SwitchedBack", f"traffic switched back to {restored.model_version} "
                                    f"(kept warm); {left.model_version} leaves")
@@ -521,13 +528,24 @@ class Machine:
         if state.previous is not None:
             plan.add(state.previous, total, "previous")
         if state.rolled_back is not None and state.rolled_back.model is not None:
-            plan.add(state.rolled_back.model, 0, "rolledBack")
+            left = state.rolled_back.model
+            plan.add(left, self.ready(left) if self.leaving() else 0, "rolledBack")
         return plan
+
+    def leaving(self) -> float:
+        """Seconds the rolled-back version keeps its pods (0: it is scaled down)."""
+        rolled_back = self.state.rolled_back
+        if rolled_back is None or not rolled_back.at:
+            return 0.0
+        return max(0.0, SWITCH_SECONDS - (self.now - parse(rolled_back.at)).total_seconds())
 
     def decision(self) -> Decision:
         dumped = self.state.model_dump(by_alias=True, exclude_none=True)
+        requeue = self.requeue
+        if self.leaving():  # come back to scale the rolled-back version down
+            requeue = min(requeue or math.inf, self.leaving() + 0.5)
         return Decision(dumped, self.plan(), self.phase, self.reason, self.message, self.events,
-                        self.analysis, self.requeue)
+                        self.analysis, requeue)
 
 
 def decide(spec: InferenceServiceSpec, rollout: dict | None, seen: Observed) -> Decision:
