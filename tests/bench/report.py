@@ -59,7 +59,10 @@ def comparisons(document: dict) -> list[tuple[dict, dict]]:
 
 
 def _figure(point: dict) -> str:
+    """Median req/s and p99, with min–max when there was more than one round."""
     rps, p99 = point["rps"], point["p99_ms"]
+    if point["rounds"] == 1:
+        return f"{rps['median']:,.0f} req/s, p99 {p99['median']:,.0f} ms"
     return (f"{rps['median']:,.0f} req/s ({rps['min']:,.0f}–{rps['max']:,.0f}), "
             f"p99 {p99['median']:,.0f} ms ({p99['min']:,.0f}–{p99['max']:,.0f})")
 
@@ -95,12 +98,14 @@ def render(document: dict) -> str:
     then start-up and memory of every configuration."""
     settings = document["settings"]
     versions = ", ".join(f"{name} {version}" for name, version in settings["versions"].items())
+    rounds = settings["rounds"]
+    runs = (f"the median of {rounds} interleaved rounds (min–max in brackets)" if rounds > 1
+            else "one round")
     lines = [
-        f"`make bench` (`tests/bench/test_bench_serving.py`): median of {settings['rounds']} "
-        f"interleaved round(s) × {settings['seconds']} s per point (min–max in brackets), wrk with one "
-        f"thread on the same {settings['cpus']} CPUs (load average {settings['load_average']:.1f} at "
-        f"the start; {versions}). Each server's best configuration per point, named under the "
-        "figure. Rendered by `tests/bench/report.py` from the run's JSON.",
+        f"`make bench` (`tests/bench/test_bench_serving.py`): {runs} × {settings['seconds']} s per "
+        f"point, wrk with one thread on the same {settings['cpus']} CPUs (1-minute load average "
+        f"{settings['load_average']:.1f} at the start; {versions}). Each server's best configuration "
+        "per point, named after its figure. Rendered by `tests/bench/report.py` from the run's JSON.",
         "",
         "| model | body, connections | protocol | ferry serve | peer | ferry ÷ peer req/s |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -116,7 +121,9 @@ def render(document: dict) -> str:
     for server in document["servers"]:
         by_config.setdefault((server["kind"], server["config"]), {})[server["model"]] = server
     joined = " / ".join(models)
-    lines += ["", f"| server, configuration | start-up to ready, {joined} | RSS of the process tree "
+    lines += ["", "Memory: USS counts the pages private to one process, so a pool that forks after "
+              "loading the model (`ferry serve --workers`) shares most of it between its workers.",
+              "", f"| server, configuration | start-up to ready, {joined} | RSS of the process tree "
               f"after the load, {joined} | private (USS), {joined} |", "| --- | --- | --- | --- |"]
     for (kind, config), found in by_config.items():
         cells = [" / ".join(f"{found[model][key]:{form}}" if model in found else "–" for model in models)

@@ -63,8 +63,16 @@ def test_render_compares_each_family_best_configuration(document):
     assert invocations.endswith("| ×16.0 |")
     assert "OIP v2" in v2 and "MLServer: 450 req/s (400–500)" in v2
     assert "`parallel_workers=1, batching`" in v2 and v2.endswith("| ×3.8 |")
-    assert "3 interleaved round(s) × 5 s" in table
+    assert "the median of 3 interleaved rounds (min–max in brackets) × 5 s" in table
     assert "| MLServer `parallel_workers=1` | 8.5 s | 400 MiB | 195 MiB |" in table
+
+
+def test_render_of_one_round_has_no_spread(document):
+    document["runs"] = [run for run in document["runs"] if run["round"] == 1]
+    document["settings"]["rounds"] = 1
+    table = render(document)
+    assert "one round × 5 s" in table and "min–max" not in table
+    assert "| 1,500 req/s, p99 20 ms; `--workers auto (2)` |" in table
 
 
 def test_update_replaces_only_between_markers(document, tmp_path):
