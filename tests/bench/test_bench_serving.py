@@ -12,9 +12,10 @@ Models: a 100-tree RandomForest and a LogisticRegression on 20 float features. L
 installed with apt-get when missing), one thread, 1-row and 32-row bodies, ``BENCH_SECONDS`` (5) per
 point after a warm-up, ``BENCH_ROUNDS`` (3) rounds. Every server of a model stays up for all rounds
 and each round visits every point, the servers in a rotated order, so a busy spell of the machine
-lands on all of them. ``BENCH_MATRIX=quick`` (the default; about 20 minutes on 2 CPUs) loads 32
-connections only, ``full`` 1, 8 and 32 (three times as long). Also measured: start-up (launch →
-ready) and the memory of each server's process tree after the load.
+lands on all of them (the ten servers of a model together hold about 5 GiB). ``BENCH_MATRIX=quick``
+(the default; about 17 minutes on 2 CPUs) loads 32 connections only, ``full`` 1, 8 and 32 (about
+40 minutes). Also measured: start-up (launch → ready) and the memory of each server's process tree
+after the load.
 
 Printed: the lines starting with BENCH (median and min–max over the rounds; each family's best
 configuration per point). Written: the results as JSON to ``$BENCH_OUT``, else into the test's
