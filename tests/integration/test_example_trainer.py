@@ -24,7 +24,7 @@ from ferry.examples.models import World
 from ferry.examples.dataset import batches, prepare
 from ferry.examples.trainer import Quiet, train
 from support.cluster import IMAGE
-from support.objects import apply_manifests, get_resource
+from support.objects import apply_manifests, get_resource, phase_reached
 from support.torch_cache import ensure_torch
 from support.waiting import wait_for
 
@@ -33,10 +33,7 @@ SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION
 
 
 def phase(cluster, namespace, name, wanted):
-    obj = get_resource(cluster, namespace, "trainingrun.ferry.dev", name)
-    current = obj.get("status", {}).get("phase")
-    assert current != "Failed", obj["status"]
-    return obj if current == wanted else None
+    return phase_reached(get_resource(cluster, namespace, "trainingrun.ferry.dev", name), wanted)
 
 
 def credentials(namespace, services) -> dict:

@@ -22,7 +22,7 @@ from support.cluster import create_namespace, start_operator
 from support.environ import services_environment
 from support.metrics import sample_total
 from support.objects import apply_manifests, get_resource
-from support.serving import Traffic, endpoint_addresses, predict
+from support.serving import Traffic, assert_not_stuck, endpoint_addresses, predict
 from support.waiting import wait_for
 
 
@@ -106,9 +106,15 @@ def registered(cluster, namespace, name, version, timeout=90):
 
 
 def healthy_on(cluster, namespace, name, model_version, timeout=150):
-    return wait_for(lambda: (s := status_of(cluster, namespace, name)).get("phase") == "Healthy"
-                    and s.get("stableVersion") == model_version and s,
-                    timeout=timeout, message=f"{name} Healthy on {model_version}")
+    """Wait for Healthy on ``model_version``; a crash-looping server of that version fails at once."""
+    def settled():
+        status = status_of(cluster, namespace, name)
+        if status.get("phase") == "Healthy" and status.get("stableVersion") == model_version:
+            return status
+        assert_not_stuck(cluster, namespace, f"ferry.dev/inferenceservice={name},"
+                                             f"ferry.dev/model-version={model_version}")
+        return None
+    return wait_for(settled, timeout=timeout, message=f"{name} Healthy on {model_version}")
 
 
 def event_reasons(cluster, namespace, name) -> list[str]:

@@ -11,7 +11,7 @@ from ferry.adapters.mlflow import Registry
 from ferry_dev.kwokstages import run_seconds_default
 from ferry.status import find_condition
 from support.cluster import IMAGE
-from support.objects import apply_manifests, get_resource
+from support.objects import apply_manifests, get_resource, phase_reached
 from support.waiting import wait_for
 
 TRAIN = """
@@ -34,8 +34,7 @@ def training_run(namespace, name, **spec):
 
 
 def run_phase(cluster, namespace, name, phase):
-    obj = get_resource(cluster, namespace, "trainingrun.ferry.dev", name)
-    return obj if obj.get("status", {}).get("phase") == phase else None
+    return phase_reached(get_resource(cluster, namespace, "trainingrun.ferry.dev", name), phase)
 
 
 def credentials(namespace, services) -> dict:

@@ -46,3 +46,17 @@ def reconciled(obj: dict, condition: str = "Accepted", status: str = "True") -> 
     found = find_condition(current.get("conditions"), condition)
     return (current.get("observedGeneration") == obj["metadata"]["generation"]
             and found is not None and found["status"] == status)
+
+
+RUN_ENDS = ("Succeeded", "Failed")
+
+
+def phase_reached(obj: dict, wanted: str, ends: tuple[str, ...] = RUN_ENDS) -> dict | None:
+    """``obj`` once its phase is ``wanted``; an end phase other than ``wanted`` can never turn
+    into it, so it fails the wait at once, with the conditions that say why."""
+    status = obj.get("status") or {}
+    current = status.get("phase")
+    assert current == wanted or current not in ends, (
+        f"{obj['kind']} {obj['metadata']['name']} is {current}, not {wanted}: "
+        f"{status.get('message', '')} {status.get('conditions')}")
+    return obj if current == wanted else None

@@ -103,3 +103,23 @@ class Traffic:
         times = [start] + [a.at for a in self.answers if start <= a.at <= end and a.code == 200]
         times.append(end)
         return max(b - a for a, b in itertools.pairwise(times))
+
+
+STUCK = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError")
+
+
+def assert_not_stuck(cluster, namespace: str, selector: str) -> None:
+    """Fail at once when a pod of ``selector`` can no longer become ready by waiting (a crash
+    loop, an image that cannot be pulled), with that pod's last log lines."""
+    import json
+
+    pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o",
+                                      "json").stdout)["items"]
+    for pod in pods:
+        for container in pod.get("status", {}).get("containerStatuses") or []:
+            reason = ((container.get("state") or {}).get("waiting") or {}).get("reason")
+            if reason in STUCK:
+                name = pod["metadata"]["name"]
+                logs = cluster.kubectl("logs", name, "-n", namespace, "--previous", "--tail", "40",
+                                       check=False)
+                raise AssertionError(f"pod {name} is {reason}: {logs.stdout or logs.stderr}")

@@ -10,7 +10,9 @@ T = TypeVar("T")
 
 
 class TerminalState(AssertionError):
-    """Raised by a predicate when what it waits for can no longer happen: fails at once."""
+    """Raised by a predicate when what it waits for can no longer happen: fails at once. (Any
+    AssertionError a predicate raises does the same: an assert in a predicate states what must
+    never be seen, such as a Failed run or a dead server.)"""
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.25,
@@ -18,7 +20,8 @@ def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float 
     """Return the first truthy result of ``predicate``; fail with ``message`` after ``timeout``.
 
     Exceptions inside the predicate count as "not yet" (the object may not exist yet) and the last
-    one is reported on timeout; a :class:`TerminalState` fails at once.
+    one is reported on timeout; an AssertionError (:class:`TerminalState` among them) fails at once
+    instead of waiting out the timeout.
     """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -27,8 +30,8 @@ def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float 
             result = predicate()
             if result:
                 return result
-        except TerminalState:
-            raise
+        except AssertionError as error:
+            raise TerminalState(f"while waiting for {message}: {error}") from error
         except Exception as error:  # noqa: BLE001 - reported below
             last_error = error
         if time.monotonic() > deadline:
