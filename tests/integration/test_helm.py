@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import boto3
 import pytest
 import yaml
 
-from ferry_dev import netns
-from ferry_dev.services import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, s3_service
+from ferry_dev.services import ACCESS_KEY, BUCKET, REGION, SECRET_KEY
 from ferry_dev.tools import CHART_DIR, helm, render_chart
 from support.cluster import FORBIDDEN, create_namespace
 from support.objects import reconciled
@@ -53,16 +51,9 @@ def monitoring_crds(cluster):
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """An S3 endpoint for the operator pods (a FeaturePipeline reads its latest.json), on the node
-    IP. moto's server mode: it starts in a second and, unlike a second SeaweedFS, opens no fixed
-    ports beside the session's services; MLflow is not needed here."""
-    service, endpoint = s3_service(tmp_path_factory.mktemp("s3"), "moto", netns.NODE_IP)
-    service.start()
-    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-                 region_name=REGION).create_bucket(Bucket=BUCKET)
-    yield endpoint
-    service.stop()
+def s3(services):
+    """The session's SeaweedFS, which listens on the node IP the operator pods reach."""
+    return services.endpoints["s3"]
 
 
 def helm_on(cluster, *args: str, check: bool = True):

@@ -83,26 +83,23 @@ def test_prometheus_picks_up_targets_added_at_runtime(services):
              message="file_sd target scraped")
 
 
-@pytest.mark.parametrize("kind", ["moto"])
-def test_moto_fallback_serves_s3(tmp_path, kind):
-    from ferry_dev.services import s3_service
+def test_s3_refuses_a_wrong_key(services):
+    """The S3 server checks credentials like a real one: nothing is read with a wrong secret."""
+    import boto3
+    from botocore.exceptions import ClientError
 
-    service, endpoint = s3_service(tmp_path, kind)
-    service.start()
-    try:
-        import boto3
+    from ferry_dev.services import ACCESS_KEY
 
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="a",
-                          aws_secret_access_key="b", region_name="us-east-1")
-        s3.create_bucket(Bucket="fallback")
-        s3.put_object(Bucket="fallback", Key="k", Body=b"v")
-        assert s3.get_object(Bucket="fallback", Key="k")["Body"].read() == b"v"
-    finally:
-        service.stop()
+    s3 = boto3.client("s3", endpoint_url=services.endpoints["s3"], aws_access_key_id=ACCESS_KEY,
+                      aws_secret_access_key="not-the-secret", region_name="us-east-1")
+    with pytest.raises(ClientError) as refused:
+        s3.list_objects_v2(Bucket=BUCKET)
+    assert refused.value.response["Error"]["Code"] in ("AccessDenied", "SignatureDoesNotMatch",
+                                                       "InvalidAccessKeyId"), refused.value.response
 
 
 def test_stop_leaves_no_process_behind(tmp_path):
-    running = DevServices(tmp_path, s3_kind="moto").start()
+    running = DevServices(tmp_path).start()
     pids = [s.pid for s in running.services]
     assert len(pids) == 4
     DevServices.stop_from_state(tmp_path)
