@@ -281,6 +281,13 @@ class RolloutState(StatusModel):
     champion: str | None = Field(None, description="model/version we set the champion alias to")
     challenger: str | None = None
     rolled_back: RolledBack | None = None
+    active: ServedModel | None = Field(None, description=(
+        "The version the client Service selects (unset: every serving pod, in a replica-ratio "
+        "canary)."))
+    left: ServedModel | None = Field(None, description=(
+        "The version the client Service last switched away from; it keeps its pods a few "
+        "seconds after switchedAt, until every endpoint has followed."))
+    switched_at: str | None = None
 
 
 class DriftSummary(StatusModel):

@@ -22,12 +22,13 @@ Design decisions (where the issue is silent):
   spec at the stable version clears it. Pointing the spec at a version still kept warm (previous
   colour, post-promotion window) switches back at once, without steps.
 - Without a strategy a new version replaces the stable one as soon as it is fully ready.
-- A version the client Service switches away from keeps its pods for ``SWITCH_SECONDS`` (a
-  rolled-back candidate, the colour left by a blue-green switch or a switch back), like Argo
-  Rollouts' scale-down delays: the EndpointSlice controller sees the Service and the pods through
-  separate watches, so for a moment after a switch the endpoints can still follow the old
-  selector, and if the old version's pods were already terminating that moment has no ready
-  endpoint and connections are refused.
+- The client Service moves to another version only once that version has a ready pod (a
+  rollback to a version kept warm but still starting waits for it), and the version it leaves
+  keeps its ready pods for ``SWITCH_SECONDS`` after the move, like Argo Rollouts' scale-down
+  delays: the EndpointSlice controller sees the Service and the pods through separate watches, so
+  for a moment after a move the endpoints can still follow the old selector, and if the old
+  version's pods were already terminating that moment has no ready endpoint and connections are
+  refused. ``status.rollout.active``, ``left`` and ``switchedAt`` carry this across restarts.
 """
 
 from __future__ import annotations
@@ -421,10 +422,10 @@ class Machine:
             state.previous = old
             state.post_promotion_until = iso(self.now + timedelta(
                 seconds=duration_seconds(canary.post_promotion)))
-        elif strategy == BLUE_GREEN:
+        elif strategy == BLUE_GREEN and self.spec.strategy.blue_green.scale_down_delay_seconds:
             state.previous = old
-            state.scale_down_at = iso(self.now + timedelta(seconds=max(
-                self.spec.strategy.blue_green.scale_down_delay_seconds, SWITCH_SECONDS)))
+            state.scale_down_at = iso(self.now + timedelta(
+                seconds=self.spec.strategy.blue_green.scale_down_delay_seconds))
         self.event("Promoted", f"{candidate.model_version} (MLflow version "
                                f"{candidate.mlflow_version}) is now stable; was "
                                f"{old.model_version}")
@@ -449,7 +450,7 @@ class Machine:
         state.post_promotion_until = None
         delay = (self.spec.strategy.blue_green.scale_down_delay_seconds
                  if self.spec.strategy.blue_green else 0)
-        state.scale_down_at = iso(self.now + timedelta(seconds=max(delay, SWITCH_SECONDS)))
+        state.scale_down_at = iso(self.now + timedelta(seconds=delay))
         state.rolled_back = None
         self.event("SwitchedBack", f"traffic switched back to {restored.model_version} "
                                    f"(kept warm); {left.model_version} leaves")
@@ -528,23 +529,61 @@ class Machine:
         if state.previous is not None:
             plan.add(state.previous, total, "previous")
         if state.rolled_back is not None and state.rolled_back.model is not None:
-            left = state.rolled_back.model
-            plan.add(left, self.ready(left) if self.leaving() else 0, "rolledBack")
+            plan.add(state.rolled_back.model, 0, "rolledBack")
         return plan
 
-    def leaving(self) -> float:
-        """Seconds the rolled-back version keeps its pods (0: it is scaled down)."""
-        rolled_back = self.state.rolled_back
-        if rolled_back is None or not rolled_back.at:
-            return 0.0
-        return max(0.0, SWITCH_SECONDS - (self.now - parse(rolled_back.at)).total_seconds())
+    # --- switching the client Service ---------------------------------------------------------
+
+    def ready_behind(self, plan: Plan, active: str | None) -> int:
+        """Ready pods behind the client Service when it selects ``active`` (None: all)."""
+        if active is None:
+            return sum(self.seen.ready.get(version, 0) for version in plan.models)
+        return self.seen.ready.get(active, 0)
+
+    def keep_ready(self, plan: Plan, model: ServedModel, role: str) -> None:
+        """At least the pods ``model`` has ready now stay in the plan."""
+        version = model.model_version
+        plan.models.setdefault(version, model)
+        plan.roles.setdefault(version, role)
+        plan.replicas[version] = max(plan.replicas.get(version, 0), self.ready(model))
+
+    def switch(self, plan: Plan) -> float | None:
+        """Move the client Service as the plan asks, safely; the seconds until the next look.
+
+        The Service never moves to a version with no ready pod while the one it selects has some
+        (a rollback to a version that is still starting waits for it, and that one keeps its
+        pods meanwhile). The version it leaves keeps its ready pods for SWITCH_SECONDS after the
+        move (see the module's note)."""
+        state, now = self.state, self.now
+        current = state.active.model_version if state.active else None
+        wait = None
+        if plan.active != current and state.stable is not None:
+            if self.ready_behind(plan, plan.active) == 0 and self.ready_behind(plan, current) > 0:
+                plan.active = current
+                self.keep_ready(plan, state.active, "held")
+                wait = POLL
+            else:
+                # Only a move between two single versions leaves pods behind: "every serving pod"
+                # (None) includes the version on either side of it.
+                disjoint = current is not None and plan.active is not None
+                state.left = state.active if disjoint else None
+                state.switched_at = iso(now) if state.left else None
+                state.active = plan.models.get(plan.active) if plan.active else None
+        if state.left is not None:
+            until = parse(state.switched_at) + timedelta(seconds=SWITCH_SECONDS)
+            if now >= until or state.left == state.active:
+                state.left = state.switched_at = None
+            else:
+                self.keep_ready(plan, state.left, "leaving")
+                wait = min(wait or math.inf, (until - now).total_seconds() + 0.5)
+        return wait
 
     def decision(self) -> Decision:
+        plan = self.plan()
+        wait = self.switch(plan)
+        requeue = self.requeue if wait is None else min(self.requeue or math.inf, wait)
         dumped = self.state.model_dump(by_alias=True, exclude_none=True)
-        requeue = self.requeue
-        if self.leaving():  # come back to scale the rolled-back version down
-            requeue = min(requeue or math.inf, self.leaving() + 0.5)
-        return Decision(dumped, self.plan(), self.phase, self.reason, self.message, self.events,
+        return Decision(dumped, plan, self.phase, self.reason, self.message, self.events,
                         self.analysis, requeue)
 
 
