@@ -92,3 +92,17 @@ def test_kind_lookup():
     assert KINDS["InferenceService"].summary_condition == "Ready"
     with pytest.raises(KeyError):
         kind_by_plural("pods")
+
+
+@pytest.mark.parametrize("value_from, field", [
+    ({"secretKeyRef": {"name": 7, "key": "k"}}, "name"),
+    ({"secretKeyRef": [{"name": "s", "key": "k"}]}, "secretKeyRef"),
+    ({"secretKeyRef": {"name": "", "key": "k"}}, "name"),
+    ({"secretKeyRef": {"name": "s"}}, "key"),
+    ({"secretKeyRef": {"name": "s", "key": "k", "extra": 1}}, "extra"),
+    ({}, "exactly one of secretKeyRef"),
+])
+def test_env_value_from_is_the_core_v1_shape(value_from, field):
+    """What the fuzzing found passing the CRD and failing later on the Job is refused up front."""
+    with pytest.raises(ValueError, match=field):
+        parse_spec("TrainingRun", {"image": "trainer:1", "env": [{"name": "A", "valueFrom": value_from}]})

@@ -112,10 +112,50 @@ OBJECT_STORE = (
     "the Secret's keys, and so does the operator's S3 endpoint (FERRY_S3_ENDPOINT) when set.")
 
 
+class KeySelector(ApiModel):
+    """core/v1 SecretKeySelector / ConfigMapKeySelector."""
+
+    name: Name
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+    optional: bool | None = None
+
+
+class ObjectFieldSelector(ApiModel):
+    field_path: Annotated[str, Field(min_length=1, max_length=256)]
+    api_version: Annotated[str, Field(max_length=64)] | None = None
+
+
+class ResourceFieldSelector(ApiModel):
+    resource: Annotated[str, Field(min_length=1, max_length=64)]
+    container_name: Label | None = None
+    divisor: Quantity | None = None
+
+
+class EnvVarSource(ApiModel):
+    """core/v1 EnvVarSource, typed, so a malformed reference is refused at apply time instead of
+    failing later when the Job or Deployment is created from it."""
+
+    rules = (Rule("[has(self.secretKeyRef), has(self.configMapKeyRef), has(self.fieldRef), "
+                  "has(self.resourceFieldRef)].filter(x, x).size() == 1",
+                  "valueFrom takes exactly one of secretKeyRef, configMapKeyRef, fieldRef, "
+                  "resourceFieldRef",
+                  lambda m: sum(x is not None for x in (m.secret_key_ref, m.config_map_key_ref,
+                                                        m.field_ref, m.resource_field_ref)) == 1),)
+
+    secret_key_ref: KeySelector | None = None
+    config_map_key_ref: KeySelector | None = None
+    field_ref: ObjectFieldSelector | None = None
+    resource_field_ref: ResourceFieldSelector | None = None
+
+
 class EnvVar(ApiModel):
+    rules = (Rule("!(has(self.value) && has(self.valueFrom))",
+                  "an env entry takes value or valueFrom, not both",
+                  lambda m: not (m.value is not None and m.value_from is not None)),)
+
     name: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")]
     value: Annotated[str, Field(max_length=32768)] | None = None
-    value_from: FreeForm | None = Field(None, description="As in a container's env.valueFrom.")
+    value_from: EnvVarSource | None = Field(None, description="As in a container's env.valueFrom.")
 
 
 class Toleration(ApiModel):

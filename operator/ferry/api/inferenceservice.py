@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ferry.api.common import (
     OBJECT_STORE, ApiModel, Duration, EnvVar, FerryStatus, FreeForm, Name, ObjectStoreRef, Resources,
-    Rule, StatusModel)
+    Rule, StatusModel, Toleration)
 
 Percent = Annotated[int, Field(ge=0, le=100)]
 
@@ -229,7 +229,7 @@ class InferenceServiceSpec(ApiModel):
     min_available: Annotated[int, Field(ge=0)] | None = Field(None, description="PodDisruptionBudget.")
     topology_spread: bool = True
     node_selector: dict[str, Annotated[str, Field(max_length=63)]] = {}
-    tolerations: Annotated[list[FreeForm], Field(max_length=32)] = []
+    tolerations: Annotated[list[Toleration], Field(max_length=32)] = []
 
 
 class AnalysisResult(StatusModel):

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from ferry.api.inferenceservice import InferenceServiceSpec, ServedModel
 from ferry.builders.labels import child_labels, owner_reference
 from ferry.builders.objectstore import object_store_env_from
+from ferry.builders.scheduling import GPU, tolerations
 from ferry.reconcilers.rollout import Plan
 
 KIND = "InferenceService"
-GPU = "nvidia.com/gpu"
 MODEL_VERSION_LABEL = "ferry.dev/model-version"
 ROLE_LABEL = "ferry.dev/role"
 SERVICE_LABEL = "ferry.dev/inferenceservice"
@@ -127,13 +127,6 @@ def workers(spec: InferenceServiceSpec) -> str | None:
     return str(max(1, math.ceil(cores)))
 
 
-def tolerations(spec: InferenceServiceSpec) -> list[dict]:
-    result = list(spec.tolerations)
-    if spec.runtime.resources.gpus and not any(t.get("key") == GPU for t in result):
-        result.append({"key": GPU, "operator": "Exists", "effect": "NoSchedule"})
-    return result
-
-
 DRAIN_SECONDS = 5
 """How long a terminating serving pod goes on answering before it closes its listener: the
 EndpointSlice controller and kube-proxy on every node need about this long to stop sending it new
@@ -227,7 +220,7 @@ def build_deployment(owner: dict, spec: InferenceServiceSpec, model: ServedModel
             for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")]
     if spec.node_selector:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
-    if tolerations_ := tolerations(spec):
+    if tolerations_ := tolerations(spec.tolerations, spec.runtime.resources.gpus):
         pod_spec["tolerations"] = tolerations_
     annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(spec.runtime.port),
                    "prometheus.io/path": "/metrics"}

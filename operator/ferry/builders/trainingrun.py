@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from ferry.api.trainingrun import TrainingRunSpec
 from ferry.builders.labels import child_labels, owner_reference
 from ferry.builders.objectstore import object_store_env_from
+from ferry.builders.scheduling import GPU, tolerations
 
 KIND = "TrainingRun"
-GPU = "nvidia.com/gpu"
 MASTER_PORT = 29500
 PARAMETERS_DIR = "/etc/ferry"
 PARAMETERS_ANNOTATION = "ferry.dev/parameters"
@@ -129,13 +129,6 @@ def resources(spec: TrainingRunSpec) -> dict:
     return {"requests": values, "limits": limits}
 
 
-def tolerations(spec: TrainingRunSpec) -> list[dict]:
-    result = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations]
-    if spec.resources.gpus and not any(t.get("key") == GPU for t in result):
-        result.append({"key": GPU, "operator": "Exists", "effect": "NoSchedule"})
-    return result
-
-
 def pod_template(owner: dict, spec: TrainingRunSpec, tracking: Tracking, attempt: int = 0
                  ) -> dict:
     name = owner["metadata"]["name"]
@@ -162,7 +155,7 @@ def pod_template(owner: dict, spec: TrainingRunSpec, tracking: Tracking, attempt
         "restartPolicy": "Never",
         "containers": [container],
         "volumes": volumes,
-        "tolerations": tolerations(spec),
+        "tolerations": tolerations(spec.tolerations, spec.resources.gpus),
         # Pod Security "restricted": non-root (the uid is the image's numeric USER; an image that
         # runs as root is refused by the kubelet with a message saying so), RuntimeDefault seccomp.
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
