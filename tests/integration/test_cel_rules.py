@@ -13,7 +13,7 @@ MANIFESTS = bad_manifests()
 
 
 def manifests_for(rule):
-    return [m for m in MANIFESTS if (m.kind, m.message) == (rule.kind, rule.message)]
+    return [m for m in MANIFESTS if (m.kind, m.field, m.message) == (rule.kind, rule.field, rule.message)]
 
 
 def test_the_crds_declare_cel_rules_for_every_kind():
@@ -21,9 +21,10 @@ def test_the_crds_declare_cel_rules_for_every_kind():
         "FeaturePipeline", "TrainingRun", "ModelVersion", "InferenceService"}
 
 
-def test_a_message_identifies_one_rule_of_its_kind():
-    """So a manifest's ``# message`` header says which rule it breaks."""
-    keys = [(rule.kind, rule.message) for rule in RULES]
+def test_a_field_and_message_identify_one_rule_of_its_kind():
+    """So a manifest's ``# expect`` and ``# message`` headers say which rule it breaks (a type used
+    at two fields, such as a probe, declares its rule at both)."""
+    keys = [(rule.kind, rule.field, rule.message) for rule in RULES]
     assert len(keys) == len(set(keys)), sorted(keys)
 
 

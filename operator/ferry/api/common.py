@@ -158,6 +158,53 @@ class EnvVar(ApiModel):
     value_from: EnvVarSource | None = Field(None, description="As in a container's env.valueFrom.")
 
 
+Port = Annotated[int | str, Field(description="A port number or the name of a container port.")]
+Seconds = Annotated[int, Field(ge=0, le=86400)]
+
+
+class HTTPGetAction(ApiModel):
+    path: Annotated[str, Field(max_length=2048)] | None = None
+    port: Port
+    host: Annotated[str, Field(max_length=253)] | None = None
+    scheme: Literal["HTTP", "HTTPS"] | None = None
+    http_headers: Annotated[list[StringMap], Field(max_length=16)] = []
+
+
+class TCPSocketAction(ApiModel):
+    port: Port
+    host: Annotated[str, Field(max_length=253)] | None = None
+
+
+class ExecAction(ApiModel):
+    command: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(min_length=1, max_length=64)]
+
+
+class GRPCAction(ApiModel):
+    port: Annotated[int, Field(ge=1, le=65535)]
+    service: Annotated[str, Field(max_length=253)] | None = None
+
+
+class Probe(ApiModel):
+    """core/v1 Probe, typed: a probe the kubelet could not run is refused at apply time."""
+
+    rules = (Rule("[has(self.httpGet), has(self.tcpSocket), has(self.exec), has(self.grpc)]"
+                  ".filter(x, x).size() == 1",
+                  "a probe takes exactly one of httpGet, tcpSocket, exec, grpc",
+                  lambda m: sum(x is not None for x in (m.http_get, m.tcp_socket, m.exec,
+                                                        m.grpc)) == 1),)
+
+    http_get: HTTPGetAction | None = None
+    tcp_socket: TCPSocketAction | None = None
+    exec: ExecAction | None = None
+    grpc: GRPCAction | None = None
+    initial_delay_seconds: Seconds | None = None
+    period_seconds: Annotated[int, Field(ge=1, le=86400)] | None = None
+    timeout_seconds: Annotated[int, Field(ge=1, le=86400)] | None = None
+    success_threshold: Annotated[int, Field(ge=1, le=100)] | None = None
+    failure_threshold: Annotated[int, Field(ge=1, le=100)] | None = None
+    termination_grace_period_seconds: Seconds | None = None
+
+
 class Toleration(ApiModel):
     key: Annotated[str, Field(max_length=253)] | None = None
     operator: Literal["Exists", "Equal"] | None = None

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ferry.api.common import (
     OBJECT_STORE, ApiModel, Duration, EnvVar, FerryStatus, FreeForm, Name, ObjectStoreRef, Resources,
-    Rule, StatusModel, Toleration)
+    Probe, Rule, StatusModel, Toleration)
 
 Percent = Annotated[int, Field(ge=0, le=100)]
 
@@ -37,8 +37,8 @@ class Runtime(ApiModel):
     env: Annotated[list[EnvVar], Field(max_length=128)] = []
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
     resources: Resources = Resources()
-    readiness_probe: FreeForm | None = None
-    liveness_probe: FreeForm | None = None
+    readiness_probe: Probe | None = None
+    liveness_probe: Probe | None = None
 
 
 class Autoscaling(ApiModel):

@@ -172,6 +172,10 @@ def runtime_is_ferry(spec: InferenceServiceSpec) -> bool:
     return spec.runtime.image is None
 
 
+def _probe(probe) -> dict | None:
+    return probe.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True) if probe else None
+
+
 def container(owner: dict, spec: InferenceServiceSpec, model: ServedModel, serving: Serving,
               mirror: tuple[str, int] | None) -> dict:
     runtime = spec.runtime
@@ -182,7 +186,7 @@ def container(owner: dict, spec: InferenceServiceSpec, model: ServedModel, servi
         "env": server_env(owner, spec, model, serving, mirror),
         "ports": [{"name": "http", "containerPort": runtime.port, "protocol": "TCP"},
                   {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"}],
-        "readinessProbe": runtime.readiness_probe or {
+        "readinessProbe": _probe(runtime.readiness_probe) or {
             "httpGet": {"path": READY_PATH, "port": runtime.port},
             "periodSeconds": 2, "failureThreshold": 3, "timeoutSeconds": 2},
         "resources": resources(spec),
@@ -195,7 +199,7 @@ def container(owner: dict, spec: InferenceServiceSpec, model: ServedModel, servi
     if runtime.args:
         found["args"] = runtime.args
     if runtime.liveness_probe:
-        found["livenessProbe"] = runtime.liveness_probe
+        found["livenessProbe"] = _probe(runtime.liveness_probe)
     if not runtime_is_ferry(spec):
         found["lifecycle"] = {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}}
     return found
