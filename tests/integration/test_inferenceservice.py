@@ -685,12 +685,22 @@ def test_shadow_candidate_gets_mirrored_requests_and_clients_only_see_stable_ans
         wait_for(lambda: scraped_total("ferry_serve_mirrored_total", version="1",
                                        result="ok") > 0,
                  timeout=60, message="the stable servers see the candidate's answers")
+        assert status_of(cluster, namespace, "mirror")["stableVersion"] == "sh-1"
+        # Aborting rolls the stable pods (their mirror settings go): under load, nothing is lost.
+        ferry(cluster, "abort", "infsvc/mirror", "-n", namespace)
+        wait_for(lambda: status_of(cluster, namespace, "mirror").get("phase") == "RolledBack",
+                 timeout=60, message="shadow aborted")
+        wait_for(lambda: "FERRY_MIRROR_URL" not in {
+            e["name"] for e in get_resource(cluster, namespace, "deployment", "mirror-sh-1")["spec"]
+            ["template"]["spec"]["containers"][0]["env"]}, timeout=60, message="mirroring stopped")
+        wait_for(lambda: (d := get_resource(cluster, namespace, "deployment", "mirror-sh-1"))[
+            "status"].get("updatedReplicas") == d["spec"]["replicas"] == d["status"].get(
+            "readyReplicas") and not d["status"].get("unavailableReplicas"), timeout=120,
+            message="the stable pods rolled without the mirror")
+        proxied_after_switch(cluster, namespace, "mirror", "sh-1")
+        settled = time.monotonic()
+        wait_for(lambda: len(traffic.since(settled)) > 10, timeout=30, message="traffic after")
     answers = {a.prediction for a in traffic.answers if a.code == 200}
     assert answers == {2.0, -2.0}, f"clients only see the stable model's answers: {answers}"
-    assert status_of(cluster, namespace, "mirror")["stableVersion"] == "sh-1"
-    ferry(cluster, "abort", "infsvc/mirror", "-n", namespace)
-    wait_for(lambda: status_of(cluster, namespace, "mirror").get("phase") == "RolledBack",
-             timeout=60, message="shadow aborted")
-    wait_for(lambda: "FERRY_MIRROR_URL" not in {
-        e["name"] for e in get_resource(cluster, namespace, "deployment", "mirror-sh-1")["spec"]
-        ["template"]["spec"]["containers"][0]["env"]}, timeout=60, message="mirroring stopped")
+    assert not traffic.lost(), f"every request is answered through the abort: {traffic.lost()}"
+    assert {a.code for a in traffic.answers} == {200}
