@@ -90,7 +90,7 @@ def test_cel_rules_are_carried_into_the_schema():
     version_rules = spec["properties"]["version"]["x-kubernetes-validations"]
     assert version_rules == [{"rule": "self == oldSelf", "message": "version is immutable"}]
     transform_rules = spec["properties"]["transform"]["x-kubernetes-validations"]
-    assert "has(self.container) != has(self.sql)" in transform_rules[0]["rule"]
+    assert "has(self.pointInTime)].filter(x, x).size() == 1" in transform_rules[0]["rule"]
 
 
 def test_structural_rewrites():

@@ -40,7 +40,7 @@ def test_reference_lists_every_field_of_the_kind(kind):
 
 def test_reference_shows_validation_rules():
     text = reference_markdown()
-    assert "exactly one of transform.container or transform.sql must be set" in text
+    assert "exactly one of transform.container, transform.sql or transform.pointInTime must be set" in text
     assert 'default `"Forbid"`' in text
 
 

@@ -13,6 +13,8 @@ from ferry.api.common import (
     StatusModel, Text, immutable)
 
 CRON_FIELDS = 5
+S3_URI = r"^s3://[^/]+/.*$"
+Column = Annotated[str, Field(min_length=1, max_length=253)]
 
 
 def _ordered(low, high) -> bool:
@@ -26,7 +28,7 @@ def _timestamp(value: str) -> datetime:
 class SqlSource(ApiModel):
     name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
                                description="Table name the query uses.")]
-    uri: Annotated[str, Field(max_length=1024, pattern=r"^s3://[^/]+/.*$")]
+    uri: Annotated[str, Field(max_length=1024, pattern=S3_URI)]
     format: Literal["parquet", "csv"] = "parquet"
 
 
@@ -41,13 +43,78 @@ class SqlTransform(ApiModel):
     sources: Annotated[list[SqlSource], Field(min_length=1, max_length=32)]
 
 
+class Entities(ApiModel):
+    """The spine of a point-in-time join: one row per (entity, event time) to train on.
+
+    Only the key, event time and label columns reach the output; any other column of this frame
+    would be a value nobody checked against the event time, so it is dropped."""
+
+    rules = (Rule("self.entityKey.all(k, self.entityKey.exists_one(j, j == k)) && "
+                  "!(self.eventTime in self.entityKey) && (!has(self.label) || "
+                  "(self.label != self.eventTime && !(self.label in self.entityKey)))",
+                  "entities.entityKey, eventTime and label must name distinct columns",
+                  lambda m: len({*m.entity_key, m.event_time, *([m.label] if m.label else [])})
+                  == len(m.entity_key) + 1 + (m.label is not None)),)
+
+    uri: Annotated[str, Field(max_length=1024, pattern=S3_URI, description=(
+        "Parquet/CSV object, or a prefix ending in '/' or a glob, as for SQL sources."))]
+    format: Literal["parquet", "csv"] = "parquet"
+    entity_key: Annotated[list[Column], Field(min_length=1, max_length=8, description=(
+        "Columns naming the entity; every feature source has columns of the same names."))]
+    event_time: Annotated[Column, Field(description=(
+        "When the label was observed: each feature is taken as it was known at this instant."))]
+    label: Annotated[Column, Field(description="The training target, kept as it is in this frame.")] \
+        | None = None
+
+
+class PointInTimeFeature(ApiModel):
+    """One feature source, joined as of each event time: a published version of a feature set
+    (its ``latest.json`` run under the same bucket/prefix as this pipeline) or a URI."""
+
+    rules = (
+        Rule("has(self.uri) != has(self.featureSet)",
+             "a point-in-time feature needs exactly one of uri or featureSet",
+             lambda m: (m.uri is None) != (m.feature_set is None)),
+        Rule("has(self.featureSet) == has(self.version)",
+             "a point-in-time feature's featureSet and version go together",
+             lambda m: (m.feature_set is None) == (m.version is None)),
+    )
+
+    feature_set: Label | None = None
+    version: Label | None = None
+    uri: Annotated[str, Field(max_length=1024, pattern=S3_URI)] | None = None
+    format: Annotated[Literal["parquet", "csv"], Field(description="Of uri; a feature set's "
+                                                                  "published output is Parquet.")] = "parquet"
+    timestamp: Annotated[Column, Field(description=(
+        "When each value became known. A value counts at an event time when timestamp <= event "
+        "time (ties included): the latest such value per entity is taken, never a later one."))]
+    columns: Annotated[list[Column], Field(max_length=256, description=(
+        "Feature columns to take; empty: all but the entity key and timestamp. A name already "
+        "in the output fails the run."))] = []
+    ttl: Duration | None = Field(None, description="Overrides pointInTime.ttl for this source.")
+
+
+class PointInTime(ApiModel):
+    """A training set without leakage: the entity/label frame joined with each feature source AS OF
+    every row's event time (DuckDB ASOF LEFT JOIN), written as this version's output."""
+
+    entities: Entities
+    features: Annotated[list[PointInTimeFeature], Field(min_length=1, max_length=32)]
+    ttl: Duration | None = Field(None, description=(
+        "A value older than this at the event time is NULL (stale, as if unknown); absent: values "
+        "never expire. Rows are kept either way, with NULL where no value is known."))
+
+
 class Transform(ApiModel):
-    rules = (Rule("has(self.container) != has(self.sql)",
-                  "exactly one of transform.container or transform.sql must be set",
-                  lambda m: (m.container is None) != (m.sql is None)),)
+    rules = (Rule("[has(self.container), has(self.sql), has(self.pointInTime)]"
+                  ".filter(x, x).size() == 1",
+                  "exactly one of transform.container, transform.sql or transform.pointInTime "
+                  "must be set",
+                  lambda m: [m.container, m.sql, m.point_in_time].count(None) == 2),)
 
     container: Container | None = None
     sql: SqlTransform | None = None
+    point_in_time: PointInTime | None = None
 
 
 class Output(ApiModel):

@@ -84,7 +84,7 @@ def pod_template(name: str, spec: FeaturePipelineSpec, settings: FeatureSettings
     env = job_config(spec, settings, interval).to_env()
     env_from = object_store_env_from(object_store(spec), settings.object_store_secret)
     init_containers = []
-    if spec.transform.sql is not None:
+    if spec.transform.container is None:  # sql or pointInTime: computed by ferry itself
         main = _container("features", settings.image, ["ferry", "features", "run"], [], env,
                           env_from)
     else:

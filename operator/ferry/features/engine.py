@@ -24,7 +24,7 @@ ARROW_TYPES = {
 
 
 def run_sql(query: str, tables: dict[str, pa.Table],
-            variables: dict[str, str] | None = None) -> pa.Table:
+            variables: dict[str, str | int] | None = None) -> pa.Table:
     """Run ``query``; ``variables`` are readable in SQL as ``getvariable('name')``."""
     import duckdb
 

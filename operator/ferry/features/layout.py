@@ -13,6 +13,16 @@ def version_prefix(bucket: str, prefix: str, feature_set: str, version: str) -> 
     return f"s3://{bucket}/{path}/"
 
 
+def sibling_version(version: str, feature_set: str, feature_version: str, other_set: str,
+                    other_version: str) -> str:
+    """The folder of another feature version under the same bucket and prefix as ``version``
+    (the folder of ``feature_set``/``feature_version``)."""
+    suffix = f"{feature_set}/{feature_version}/"
+    if not version.endswith(suffix):
+        raise ValueError(f"{version!r} is not the folder of {suffix!r}")
+    return f"{version.removesuffix(suffix)}{other_set}/{other_version}/"
+
+
 def run_uri(version: str, run_id: str) -> str:
     return f"{version}{run_id}/"
 
