@@ -115,7 +115,8 @@ for version, group in rows.groupby("ferry_model_version"):
         parts[s["name"]] = group[mask]
     for name, part in parts.items():
         done = part[part["label"].notna()]
-        y, yhat, p = done["label"].to_numpy(int), done["prediction"].to_numpy(), done["ferry_proba_1"].to_numpy()
+        y, yhat = done["label"].to_numpy(int), done["prediction"].to_numpy()
+        p = done["ferry_proba_1"].to_numpy()
         out[f"{version}/{name}"] = {
             "accuracy": sk.accuracy_score(y, yhat), "precision": sk.precision_score(y, yhat),
             "recall": sk.recall_score(y, yhat), "f1": sk.f1_score(y, yhat), "rocAuc": sk.roc_auc_score(y, p),

@@ -68,7 +68,8 @@ def test_summary_per_version_and_capped_slices():
     summary = summarize(joined, slices, outcome="value", max_slices=2)
     assert summary["task"] == "classification"
     first = summary["versions"][0]
-    assert first["version"] == "1" and first["coverage"] == {"labelled": n // 4, "total": n // 2, "ratio": 0.5}
+    assert first["version"] == "1"
+    assert first["coverage"] == {"labelled": n // 4, "total": n // 2, "ratio": 0.5}
     rows = np.arange(n) < n // 2
     mask = rows & known
     assert first["realized"]["metrics"]["accuracy"] == pytest.approx(sk.accuracy_score(y[mask], yhat[mask]))
@@ -76,7 +77,8 @@ def test_summary_per_version_and_capped_slices():
     assert first["business"]["mean"] == pytest.approx(np.arange(n)[mask].mean())
     assert [s["name"] for s in first["slices"]] == ["s0", "s1"] and first["slicesOmitted"] == 1
     in_s1 = mask & (np.arange(n) % 3 == 1)
-    assert first["slices"][1]["realized"]["metrics"]["f1"] == pytest.approx(sk.f1_score(y[in_s1], yhat[in_s1]))
+    f1 = first["slices"][1]["realized"]["metrics"]["f1"]
+    assert f1 == pytest.approx(sk.f1_score(y[in_s1], yhat[in_s1]))
     assert all(key == key[0].lower() + key[1:] and "_" not in key for key in _keys(summary))
 
 

@@ -59,7 +59,8 @@ def join(predictions: pa.Table, labels: pa.Table, window_seconds: float,
             kept.append(f"p.{quoted(name)} AS {quoted(name)}")
         else:
             raise ValueError(f"column {name!r} is in neither the prediction log nor the labels")
-    columns = ["p.ferry_prediction_id AS id", "p.ferry_model_version AS version", "p.ferry_timestamp AS timestamp",
+    columns = ["p.ferry_prediction_id AS id", "p.ferry_model_version AS version",
+               "p.ferry_timestamp AS timestamp",
                "p.prediction AS prediction", *(f"p.{quoted(c)}" for c in proba),
                "l.label AS label", "l.time AS label_time",
                *(f"p.{quoted(slice_column(s.name))}" for s in slices), *kept]
