@@ -33,7 +33,8 @@ SLICES = [Slice(name="de", column="country", values=["de"]),
 
 def test_labels_outside_the_window_or_before_the_prediction_are_ignored():
     joined = join(predictions(), labels(), timedelta(days=7).total_seconds(), SLICES, keep=["revenue"])
-    rows = {r["id"]: r for r in joined.to_pylist()}
+    ids = dict(zip([0.8, 0.1, 0.6, 0.3, 0.9], "abcde", strict=True))  # ferry_proba_1 tells rows apart
+    rows = {ids[r["ferry_proba_1"]]: r for r in joined.to_pylist()}
     # a: 2 days late, in; b: at the prediction's time, in; c: before it, out; d: 8 days, out; e: none
     assert {i: r["label"] for i, r in rows.items()} == {"a": 1, "b": 1, "c": None, "d": None, "e": None}
     assert rows["a"]["revenue"] == 3.0 and rows["c"]["revenue"] is None

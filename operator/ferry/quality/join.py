@@ -42,7 +42,7 @@ def slice_condition(spec: Slice) -> str:
 
 def join(predictions: pa.Table, labels: pa.Table, window_seconds: float,
          slices: Sequence[Slice] = (), keep: Sequence[str] = ()) -> pa.Table:
-    """Prediction rows with their label: columns ``id``, ``version``, ``timestamp``, ``prediction``, the
+    """Prediction rows with their label, in no particular order: columns ``version``, ``timestamp``, ``prediction``, the
     ``ferry_proba_*`` columns, ``label`` (null when none arrived in the window), ``label_time``,
     one boolean ``slice:<name>`` per slice (evaluated on the prediction row's columns), and the
     columns named in ``keep`` (e.g. a business outcome), from the labels table when it has them,
@@ -59,8 +59,7 @@ def join(predictions: pa.Table, labels: pa.Table, window_seconds: float,
             kept.append(f"p.{quoted(name)} AS {quoted(name)}")
         else:
             raise ValueError(f"column {name!r} is in neither the prediction log nor the labels")
-    columns = ["p.ferry_prediction_id AS id", "p.ferry_model_version AS version",
-               "p.ferry_timestamp AS timestamp",
+    columns = ["p.ferry_model_version AS version", "p.ferry_timestamp AS timestamp",
                "p.prediction AS prediction", *(f"p.{quoted(c)}" for c in proba),
                "l.label AS label", "l.time AS label_time",
                *(f"p.{quoted(slice_column(s.name))}" for s in slices), *kept]
@@ -79,6 +78,8 @@ def join(predictions: pa.Table, labels: pa.Table, window_seconds: float,
     try:
         connection.register("predictions", predictions)
         connection.register("labels", labels)
+        # Order is not needed, and keeping it makes DuckDB hold more of the result at once.
+        connection.execute("SET preserve_insertion_order = false")
         return connection.sql(query).to_arrow_table()
     finally:
         connection.close()

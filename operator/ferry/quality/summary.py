@@ -36,7 +36,7 @@ def summarize(joined: pa.Table, slices: Sequence[Slice] = (), *, task: str | Non
     task = task or task_of(joined)
     shown = list(slices)[:max_slices]
     # Only what is counted travels through the filters below (ids and times are the bulk).
-    joined = joined.drop_columns([c for c in ("id", "timestamp", "label_time") if c in joined.column_names])
+    joined = joined.drop_columns([c for c in ("timestamp", "label_time") if c in joined.column_names])
     versions = []
     for version in sorted(pc.unique(joined.column("version")).to_pylist(), key=str):
         rows = joined.filter(pc.equal(joined.column("version"), version))
