@@ -2,7 +2,8 @@
 slices, ferry's path against ``pandas.merge`` + scikit-learn on the same Parquet files.
 
 Each side runs in a child process of its own (wall time and peak RSS, ``ru_maxrss`` of exactly
-that child): ferry reads the files with pyarrow, joins in DuckDB (``quality.join``) and builds
+that child): ferry opens the log as a pyarrow dataset and reads the labels whole (as
+``read_labels`` gives them), joins in DuckDB (``quality.join``, scanning the log) and builds
 the summary (``quality.summary``, which also estimates the pending rows); the other reads them
 with pandas, merges, drops labels outside the window and computes each metric with
 ``sklearn.metrics``. ``BENCH_ROWS`` shrinks the run. Goal, not asserted: 60 s, 2 GiB. Asserts
@@ -76,12 +77,12 @@ def data(tmp_path_factory) -> tuple[Path, Path]:
 
 FERRY_SCRIPT = r'''
 import json, sys
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds, pyarrow.parquet as pq
 from ferry.api.common import Slice
 from ferry.quality.join import join
 from ferry.quality.summary import summarize
 slices = [Slice.model_validate(s) for s in json.loads(sys.argv[3])]
-joined = join(pq.read_table(sys.argv[1]), pq.read_table(sys.argv[2]), float(sys.argv[4]), slices)
+joined = join(ds.dataset(sys.argv[1]), pq.read_table(sys.argv[2]), float(sys.argv[4]), slices)
 summary = summarize(joined, slices, positive=1)
 out = {}
 for entry in summary["versions"]:

@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pyarrow as pa
+import pyarrow.dataset
 
 from ferry.api.common import Slice
 
 PROBA = "ferry_proba_"
+Rows = pa.Table | pyarrow.dataset.Dataset
 
 
 def slice_column(name: str) -> str:
@@ -40,22 +42,24 @@ def slice_condition(spec: Slice) -> str:
     return f"coalesce(CAST({quoted(spec.column)} AS VARCHAR) IN ({values}), false)"
 
 
-def join(predictions: pa.Table, labels: pa.Table, window_seconds: float,
+def join(predictions: Rows, labels: Rows, window_seconds: float,
          slices: Sequence[Slice] = (), keep: Sequence[str] = ()) -> pa.Table:
-    """Prediction rows with their label, in no particular order: columns ``version``, ``timestamp``, ``prediction``, the
-    ``ferry_proba_*`` columns, ``label`` (null when none arrived in the window), ``label_time``,
-    one boolean ``slice:<name>`` per slice (evaluated on the prediction row's columns), and the
-    columns named in ``keep`` (e.g. a business outcome), from the labels table when it has them,
-    else from the prediction row."""
+    """Prediction rows with their label, in no particular order: columns ``version``,
+    ``timestamp``, ``prediction``, the ``ferry_proba_*`` columns, ``label`` (null when none arrived
+    in the window), ``label_time``, one boolean ``slice:<name>`` per slice (evaluated on the
+    prediction row's columns), and the columns named in ``keep`` (e.g. a business outcome), from
+    the labels when they have them, else from the prediction row. Either input may be a
+    ``pyarrow.dataset.Dataset`` (e.g. the log's Parquet objects on local disk): DuckDB then scans
+    it in batches instead of holding it whole."""
     import duckdb
 
-    extra = [c for c in labels.column_names if c not in ("id", "label", "time")]
-    proba = [c for c in predictions.column_names if c.startswith(PROBA)]
+    extra = [c for c in labels.schema.names if c not in ("id", "label", "time")]
+    proba = [c for c in predictions.schema.names if c.startswith(PROBA)]
     kept = []
     for name in keep:
         if name in extra:
             kept.append(f"l.{quoted(name)} AS {quoted(name)}")
-        elif name in predictions.column_names:
+        elif name in predictions.schema.names:
             kept.append(f"p.{quoted(name)} AS {quoted(name)}")
         else:
             raise ValueError(f"column {name!r} is in neither the prediction log nor the labels")
