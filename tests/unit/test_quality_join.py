@@ -63,3 +63,14 @@ def test_slice_needs_exactly_one_of_values_and_expression():
     with pytest.raises(ValueError, match="together"):
         Slice(name="x", expression="true", column="c")
     assert Slice.model_validate({"name": "x", "expression": "a > 1"}).expression == "a > 1"
+
+
+def test_a_dataset_joins_as_its_table(tmp_path):
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    pq.write_table(predictions(), tmp_path / "log.parquet")
+    scanned = join(ds.dataset(tmp_path / "log.parquet"), labels(), 7 * 86400, SLICES)
+    whole = join(predictions(), labels(), 7 * 86400, SLICES)
+    key = [("ferry_proba_1", "ascending")]
+    assert scanned.sort_by(key).to_pylist() == whole.sort_by(key).to_pylist()
