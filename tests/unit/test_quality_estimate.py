@@ -90,3 +90,15 @@ def _keys(value):
     elif isinstance(value, list):
         for inner in value:
             yield from _keys(inner)
+
+
+def test_summary_of_a_regressor_has_realized_errors_and_no_estimate():
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    log = pa.table({"prediction": [1.0, 2.0, 4.0], "ferry_model_version": ["1"] * 3,
+                    "ferry_timestamp": pa.array([t0] * 3, pa.timestamp("ms", tz="UTC")),
+                    "ferry_prediction_id": ["a", "b", "c"]})
+    labels = pa.table({"id": ["a", "b"], "label": [2.0, 2.0],
+                       "time": pa.array([t0] * 2, pa.timestamp("ms", tz="UTC"))})
+    version = summarize(join(log, labels, 60))["versions"][0]
+    assert version["realized"]["metrics"] == pytest.approx({"mae": 0.5, "rmse": np.sqrt(0.5), "mape": 0.25})
+    assert "estimated" not in version and version["coverage"]["labelled"] == 2
