@@ -254,3 +254,26 @@ class FerryStatus(StatusModel):
     observed_generation: int | None = None
     phase: Annotated[str, Field(max_length=64)] | None = None
     conditions: Annotated[list[Condition], Field(max_length=32)] = []
+
+
+SliceValue = Annotated[str, Field(max_length=1024)]
+
+
+class Slice(ApiModel):
+    """A segment of rows that metrics are also reported for on their own (quality, and any feature
+    that reports per segment). Either ``column`` + ``values`` (rows whose column, as text, is one
+    of the values: ``1``, ``true`` and ``de`` match an integer, boolean and string column), or
+    ``expression``, a DuckDB SQL boolean expression over the row (``amount > 100 AND country =
+    'de'``); a row where it is NULL is outside the slice. Slices may overlap."""
+
+    name: Label
+    column: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    values: Annotated[list[SliceValue], Field(min_length=1, max_length=256)] | None = None
+    expression: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+
+    rules: ClassVar = (
+        Rule("has(self.values) != has(self.expression)", "exactly one of values and expression",
+             lambda s: (s.values is None) != (s.expression is None)),
+        Rule("has(self.column) == has(self.values)", "column and values go together",
+             lambda s: (s.column is None) == (s.values is None)),
+    )
