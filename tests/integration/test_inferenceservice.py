@@ -268,7 +268,8 @@ def proxied_after_switch(cluster, namespace: str, service: str, version: str) ->
     changed = wait_for(slices_on_version, timeout=60,
                        message=f"{service}'s endpoints on {version} only")
     node = cluster.local.node
-    wait_for(lambda: node.proxy_rules_synced_at() >= changed, timeout=60,
+    # managedFields times have whole seconds: the change happened within the second after it.
+    wait_for(lambda: node.proxy_rules_synced_at() >= changed + 1.0, timeout=60,
              message="kube-proxy to write the rules for the new endpoints")
 
 
