@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
 
 import pytest
 import requests
@@ -247,30 +246,31 @@ def test_canary_of_a_bad_model_is_rolled_back_and_stable_traffic_never_stops(
 
 
 def proxied_after_switch(cluster, namespace: str, service: str, version: str) -> None:
-    """Wait until the Service's EndpointSlices list only ``version``'s ready pods and kube-proxy
-    has written its rules since their last change: from then on every new connection reaches
-    that version."""
-    def slices_on_version() -> float | None:
+    """Wait until the Service's EndpointSlices list only ``version``'s ready pods and kube-proxy's
+    rules on the node send the Service to exactly those pods (read from the nat table itself: its
+    sync timestamp has only the slices' whole-second times to compare with): from then on every
+    new connection reaches that version."""
+    def pods_of_version() -> set[str] | None:
         pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l",
                                           f"ferry.dev/model-version={version}", "-o",
                                           "json").stdout)["items"]
         ips = {p["status"].get("podIP") for p in pods}
         found = {a.rsplit(":", 1)[0] for a in endpoint_addresses(cluster.api_client, namespace,
                                                                     service)}
-        if not found or not found <= ips:
-            return None
-        slices = json.loads(cluster.kubectl(
-            "get", "endpointslices", "-n", namespace, "-l",
-            f"kubernetes.io/service-name={service}", "-o", "json",
-            "--show-managed-fields").stdout)["items"]
-        return max(datetime.fromisoformat(entry["time"].replace("Z", "+00:00")).timestamp()
-                   for piece in slices for entry in piece["metadata"].get("managedFields", []))
-    changed = wait_for(slices_on_version, timeout=60,
-                       message=f"{service}'s endpoints on {version} only")
-    node = cluster.local.node
-    # managedFields times have whole seconds: the change happened within the second after it.
-    wait_for(lambda: node.proxy_rules_synced_at() >= changed + 1.0, timeout=60,
-             message="kube-proxy to write the rules for the new endpoints")
+        return found if found and found <= ips else None
+    wanted = wait_for(pods_of_version, timeout=60, message=f"{service}'s endpoints on {version} only")
+    wait_for(lambda: service_rule_targets(namespace, service) == wanted, timeout=60,
+             message=f"kube-proxy's rules for {service} on {version}'s pods {sorted(wanted)}")
+
+
+def service_rule_targets(namespace: str, service: str) -> set[str]:
+    """The pod IPs kube-proxy's iptables rules balance ``service``'s http port over (this test
+    session runs in the cluster's network namespace, where the node's rules are)."""
+    rules = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True,
+                           check=True).stdout
+    marker = f'--comment "{namespace}/{service}:http -> '
+    return {line.split(marker, 1)[1].split(":", 1)[0] for line in rules.splitlines()
+            if line.startswith("-A KUBE-SVC-") and marker in line}
 
 
 def test_a_version_failing_after_promotion_is_rolled_back_inside_the_watch_window(
