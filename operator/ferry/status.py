@@ -117,7 +117,8 @@ ANNOUNCED: Mapping[str, Mapping[str, Announce]] = {
                      "Registered": Announce(recovery=False,
                                             failures=frozenset({"RegistrationFailed"}))},
     "TrainingRun": {"FeaturesReady": PLACEMENT, "Scheduled": PLACEMENT,
-                    "Succeeded": Announce(waits=frozenset(SCHEDULING_REASONS)),
+                    "Succeeded": Announce(waits=frozenset(
+                        (*SCHEDULING_REASONS, "PodSecurityForbidden"))),
                     "Registered": Announce(recovery=False, failures=frozenset({"NameTaken"}))},
     "FeaturePipeline": {"Validated": CHANGES, "Fresh": CHANGES, "Ready": CHANGES,
                         "OutputsReadable": FAILURES},

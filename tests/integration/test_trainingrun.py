@@ -183,3 +183,35 @@ def test_killing_the_operator_mid_run_creates_no_second_job_or_mlflow_run(cluste
     finally:
         first.stop(signal.SIGKILL)
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_a_run_needing_root_opts_out_to_baseline_and_waits_for_a_namespace_admitting_it(
+        cluster, namespace, operator):
+    """``podSecurity: baseline`` in a namespace enforcing ``restricted`` (the test namespaces):
+    admission would refuse its pods, so no Job is created and the run says why; once the
+    namespace admits baseline pods the run starts and succeeds."""
+    apply_manifests(cluster, training_run(namespace, "rooted", podSecurity="baseline",
+                                          command=["python", "-c", "pass"]))
+    held = wait_for(lambda: (o := get_resource(cluster, namespace, "trainingrun.ferry.dev",
+                                               "rooted")).get("status", {}).get("message") and o,
+                    timeout=60, message="the run says why it waits")
+    succeeded = find_condition(held["status"]["conditions"], "Succeeded")
+    assert succeeded["reason"] == "PodSecurityForbidden" and held["status"]["phase"] == "Pending"
+    assert "enforces Pod Security restricted" in succeeded["message"]
+    assert not json.loads(cluster.kubectl("get", "jobs", "-n", namespace, "-o", "json").stdout)[
+        "items"]
+    # What the operator spared the Job: admission refuses such a pod in this namespace.
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": namespace},
+           "spec": {"containers": [{"name": "c", "image": IMAGE}],
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}}
+    refused = cluster.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(pod),
+                              check=False)
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr
+    assert "PodSecurityForbidden" in cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "reason=PodSecurityForbidden").stdout
+
+    cluster.kubectl("label", "namespace", namespace, "--overwrite",
+                    "pod-security.kubernetes.io/enforce=baseline")
+    wait_for(lambda: phase_reached(get_resource(cluster, namespace, "trainingrun.ferry.dev",
+                                                "rooted"), "Succeeded"),
+             timeout=150, message="the run starts once the namespace admits baseline pods")

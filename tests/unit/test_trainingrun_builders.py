@@ -92,6 +92,15 @@ def test_kueue_failure_policy_deadline_and_scheduling_fields():
     assert container == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
+def test_a_run_that_needs_root_opts_out_to_baseline():
+    """``podSecurity: baseline`` drops exactly what ``restricted`` adds over baseline: the
+    non-root requirement and the container's hardening; seccomp stays RuntimeDefault."""
+    job = build_job(OWNER, spec(podSecurity="baseline"), TRACKING)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    assert "securityContext" not in pod["containers"][0]
+
+
 def pending_pod(message):
     return {"status": {"conditions": [{"type": "PodScheduled", "status": "False",
                                        "reason": "Unschedulable", "message": message}]}}
@@ -208,3 +217,25 @@ def test_each_sweep_trial_checkpoints_under_its_own_prefix():
     assert first["spec"]["checkpoint"]["uri"] == "s3://ckpt/fraud/fraud-t0/"
     assert second["spec"]["checkpoint"]["uri"] == "s3://ckpt/fraud/fraud-t1/"
     assert owner["spec"]["checkpoint"]["uri"] == "s3://ckpt/fraud", "the sweep's spec is untouched"
+
+
+def namespace_enforcing(level):
+    return {"metadata": {"name": "team", "labels": {"pod-security.kubernetes.io/enforce": level}}}
+
+
+def test_a_baseline_run_in_a_restricted_namespace_waits_with_the_reason_and_one_warning():
+    from ferry.reconcilers.trainingrun import pod_security_refusal
+
+    run = spec(podSecurity="baseline")
+    assert pod_security_refusal(run, namespace_enforcing("baseline")) is None
+    assert pod_security_refusal(run, namespace_enforcing("privileged")) is None
+    assert pod_security_refusal(run, {"metadata": {"name": "team"}}) is None
+    assert pod_security_refusal(spec(), namespace_enforcing("restricted")) is None
+    refused = pod_security_refusal(run, namespace_enforcing("restricted"))
+    assert "spec.podSecurity is baseline" in refused and "enforces Pod Security restricted" in refused
+    fields, events, _ = decide(run, {}, 1, Observed(job=None, refused=refused))
+    assert fields["phase"] == "Pending" and fields["message"] == refused
+    assert find_condition(fields["conditions"], "Succeeded")["reason"] == "PodSecurityForbidden"
+    assert [(e.type, e.reason) for e in events] == [("Warning", "PodSecurityForbidden")]
+    again, events, _ = decide(run, fields, 1, Observed(job=None, refused=refused))
+    assert events == [], "one Warning, not one per retry"

@@ -106,6 +106,11 @@ class TrainingRunSpec(Container):
     service_account_name: Name | None = None
     image_pull_secrets: Annotated[list[SecretRef], Field(max_length=16)] = []
     shm_size: Quantity | None = Field(None, description="Memory-backed /dev/shm for DataLoaders.")
+    pod_security: Literal["restricted", "baseline"] = Field("restricted", description=(
+        "The Pod Security level the run's pods meet. `restricted` (default): non-root, no "
+        "privilege escalation, every capability dropped. `baseline`: for images that must run "
+        "as root (the image's own user and default capabilities); the namespace must admit "
+        "`baseline` pods."))
     queue_name: Label | None = Field(None, description="Kueue LocalQueue; the Job starts suspended.")
     backoff_limit: Annotated[int, Field(ge=0, le=100, description=(
         "Pod retries of a single-worker run."))] = 3

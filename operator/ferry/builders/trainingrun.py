@@ -148,18 +148,20 @@ def pod_template(owner: dict, spec: TrainingRunSpec, tracking: Tracking, attempt
         "name": "trainer", "image": spec.image, "command": spec.command, "args": spec.args,
         "env": env, "envFrom": credentials_env_from(spec, tracking), "resources": resources(spec),
         "volumeMounts": mounts,
-        "securityContext": {"allowPrivilegeEscalation": False,
-                            "capabilities": {"drop": ["ALL"]}},
     }
     pod_spec = {
         "restartPolicy": "Never",
         "containers": [container],
         "volumes": volumes,
         "tolerations": tolerations(spec.tolerations, spec.resources.gpus),
-        # Pod Security "restricted": non-root (the uid is the image's numeric USER; an image that
-        # runs as root is refused by the kubelet with a message saying so), RuntimeDefault seccomp.
-        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
     }
+    if spec.pod_security == "restricted":
+        # Non-root (the uid is the image's numeric USER; an image that runs as root is refused
+        # by the kubelet with a message saying so), no escalation, no capabilities.
+        pod_spec["securityContext"]["runAsNonRoot"] = True
+        container["securityContext"] = {"allowPrivilegeEscalation": False,
+                                        "capabilities": {"drop": ["ALL"]}}
     optional = {
         "nodeSelector": spec.node_selector or None,
         "affinity": spec.affinity,

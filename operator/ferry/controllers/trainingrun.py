@@ -31,12 +31,14 @@ from ferry.reconcilers.sweep import (
     TrialView, decide_sweep, effective_seed, to_start, trial_count, trial_parameters)
 from ferry.reconcilers.trainingrun import (
     POLL_WHILE_RUNNING, SCHEDULING_REASONS, Observed, attempt_of, current_job, decide, job_phase,
-    plan_restart)
+    plan_restart, pod_security_refusal)
 from ferry.status import ANNOUNCED, find_condition, make_condition, set_condition, transitions
 
 INFO = KINDS["TrainingRun"]
 MLFLOW_RUN_END = {"Succeeded": "FINISHED", "Failed": "FAILED"}
 TERMINAL = tuple(MLFLOW_RUN_END)
+# A namespace relabelled to admit the run's Pod Security level is noticed within this time.
+REFUSED_RETRY = 30.0
 RUN_LABEL = f"ferry.dev/{KIND.lower()}"
 
 
@@ -123,6 +125,12 @@ async def reconcile_job(ctx: Context, body: kopf.Body, spec: TrainingRunSpec, st
     if features is not None and not features.ready:
         return decide(spec, status, body.metadata["generation"], Observed(
             job=None, now=datetime.now(UTC), features=features))
+    if job is None and spec.pod_security != "restricted":
+        refused = pod_security_refusal(spec, await ctx.kube.get("v1", "Namespace", "", namespace))
+        if refused:
+            fields, events, _ = decide(spec, status, body.metadata["generation"], Observed(
+                job=None, now=datetime.now(UTC), features=features, refused=refused))
+            return fields, events, REFUSED_RETRY
     restart = plan_restart(spec, jobs, pods)
     data_uri = container_env(job, "FERRY_FEATURES_URI") if job else \
         features.uri if features else None

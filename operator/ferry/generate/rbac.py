@@ -80,6 +80,9 @@ WORKLOAD_RULES: tuple[Rule, ...] = (
 )
 
 CLUSTER_RULES: tuple[Rule, ...] = (
+    Rule("", ("namespaces",), ("get",),
+         "TrainingRun with podSecurity baseline: the namespace's enforced Pod Security level, so "
+         "a run its namespace would refuse says so instead of waiting for pods that never come"),
     Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch"),
          "kopf resource discovery notices CRDs installed or changed after start"),
     Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("get",),

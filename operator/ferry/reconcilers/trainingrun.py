@@ -38,6 +38,26 @@ class Observed:
     attempt: int = 0
     restart: Restart | None = None  # a restart that waits for the old workers to stop
     features: Features | None = None  # read before the first Job only: it gates the start
+    refused: str | None = None  # why the namespace would refuse the run's pods (no Job then)
+
+
+POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
+ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+
+
+def pod_security_refusal(spec: TrainingRunSpec, namespace: dict | None) -> str | None:
+    """Why Pod Security admission would refuse every pod of the run: the namespace enforces a
+    stricter level than ``spec.podSecurity``. The Job is then not created (its pods would only
+    fail to be created, which the Job's status never tells)."""
+    labels = ((namespace or {}).get("metadata") or {}).get("labels") or {}
+    enforced = labels.get(ENFORCE_LABEL)
+    if enforced not in POD_SECURITY_LEVELS or \
+            POD_SECURITY_LEVELS.index(enforced) <= POD_SECURITY_LEVELS.index(spec.pod_security):
+        return None
+    return (f"spec.podSecurity is {spec.pod_security}, but namespace "
+            f"{namespace['metadata']['name']} enforces Pod Security {enforced} "
+            f"({ENFORCE_LABEL}); use an image that runs as non-root with podSecurity "
+            f"restricted, or a namespace that admits {spec.pod_security} pods.")
 
 
 def job_phase(job: dict | None) -> str:
@@ -261,7 +281,12 @@ def decide(spec: TrainingRunSpec, status: dict, generation: int,
     requeue = None
     problem = scheduling_problem(seen.pods) if phase in ("Pending", "Running") else None
     gave_up = ((seen.job or {}).get("metadata", {}).get("annotations") or {}).get(GAVE_UP)
-    if seen.job is None:
+    if seen.job is None and seen.refused:
+        phase = "Pending"
+        fields["message"] = seen.refused
+        succeeded = make_condition("Succeeded", "Unknown", "PodSecurityForbidden", seen.refused,
+                                   generation)
+    elif seen.job is None:
         phase = "Pending"
         message = f"Waiting for features: {seen.features.message.rstrip('.')}." if seen.features else \
             "Waiting for the Job."
