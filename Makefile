@@ -7,12 +7,13 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml dev/pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps controlplane node image helm test unit integration crds crds-check demo down status bench lint
+.PHONY: chaos help setup system-deps controlplane node image helm test unit integration crds crds-check demo down status bench lint
 
 help:
 	@echo "make demo   - local control plane + services + operator + examples"
 	@echo "make test   - install everything, check CRDs, run unit and integration tests"
 	@echo "make down   - stop the demo environment"
+	@echo "make chaos  - kill the operator at random moments of each flow, print trials passed"
 
 $(INSTALLED): pyproject.toml dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +68,11 @@ status: $(INSTALLED)
 
 bench: setup
 	set -o pipefail; $(BIN)/python -m pytest tests/bench -q -s $(PYTEST_ARGS) | grep -E "BENCH|passed|failed"
+
+# Chaos trials: the operator SIGKILLed at random moments of each flow (FERRY_CHAOS_TRIALS per scenario).
+chaos: setup
+	set -o pipefail; FERRY_CHAOS_TRIALS=$${FERRY_CHAOS_TRIALS:-4} $(BIN)/python -m pytest \
+		tests/integration/test_chaos.py -q $(PYTEST_ARGS) | grep -E "CHAOS|passed|failed|Error"
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check operator dev tests

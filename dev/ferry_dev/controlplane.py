@@ -27,13 +27,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 
-from ferry_dev.processes import alive, wait_until
+from ferry_dev.processes import alive, exited, wait_until
 
 if TYPE_CHECKING:
     from ferry_dev.node import RealNode
@@ -118,6 +119,11 @@ def kwokctl_config(bin_dir: Path, kube_version: str, bind_address: str = "127.0.
                     "extraArgs": apiserver_args,
                 },
                 {"name": "etcd", "extraArgs": [{"key": "unsafe-no-fsync", "value": "true"}]},
+                # One instance each: without leader election they ride out an apiserver restart
+                # (a lost Lease makes them exit, and nothing here restarts them as a kubelet
+                # restarts static pods).
+                *({"name": name, "extraArgs": [{"key": "leader-elect", "value": "false"}]}
+                  for name in ("kube-controller-manager", "kube-scheduler")),
                 {
                     "name": "kwok-controller",
                     "extraArgs": [
@@ -281,10 +287,33 @@ class LocalCluster:
             )
             # kwokctl signals the components without waiting for them: wait, then insist.
             for pid in pids:
-                wait_until(lambda pid=pid: not alive(pid), 15, f"pid {pid} to exit", raise_=False)
+                wait_until(lambda pid=pid: exited(pid), 15, f"pid {pid} to exit", raise_=False)
                 if alive(pid):
                     os.kill(pid, signal.SIGKILL)
         (self.state_dir / "cluster.json").unlink(missing_ok=True)
+
+    def restart_apiserver(self, down_seconds: float = 5.0, timeout: float = 120) -> None:
+        """Stop kube-apiserver, keep it down ``down_seconds``, and start it again with the same
+        command line, environment and log: what a control-plane upgrade or a crash does to every
+        client's watches and requests. etcd and the other components keep running."""
+        pid_file = self.kubeconfig.parent / "pids" / "kube-apiserver.pid"
+        pid = int(pid_file.read_text().strip())
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        environ = dict(entry.split(b"=", 1) for entry in
+                       Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in entry)
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: exited(pid), 60, "kube-apiserver to exit")
+        time.sleep(down_seconds)  # the outage itself
+        log_path = self.kubeconfig.parent / "logs" / "kube-apiserver.log"
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(argv, env=environ, cwd=cwd, stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)
+        pid_file.write_text(str(process.pid))
+        wait_until(lambda: self.kubectl("get", "--raw", "/readyz", check=False,
+                                        timeout=10).returncode == 0, timeout,
+                   "kube-apiserver ready again")
 
     def _component_pids(self) -> list[int]:
         pid_dir = self.kubeconfig.parent / "pids"

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import time
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -20,6 +21,14 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def exited(pid: int) -> bool:
+    """Gone, or a zombie nobody reaped yet (an orphan's parent here may never reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.2, raise_: bool = True):

@@ -7,146 +7,23 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import requests
 import yaml
 
-from ferry.adapters.mlflow import Registry
 from ferry.status import find_condition
 from ferry_dev.tools import gateway_api_crds
 from support.cluster import create_namespace, start_operator
-from support.environ import services_environment
 from support.metrics import sample_total
 from support.objects import apply_manifests, get_resource
-from support.serving import Traffic, assert_not_stuck, endpoint_addresses, predict
+from support.rollouts import (
+    CANARY_ANALYSIS, alias, deployment_uids, event_reasons, ferry, healthy_on, inference_service,
+    infsvc, model_version, patch_spec, registered, status_of)
+from support.serving import Traffic, endpoint_addresses, predict
 from support.waiting import wait_for
 
-
-
-@pytest.fixture(scope="module")
-def scraped(cluster, services):
-    """Prometheus discovers the cluster's annotated serving pods through the apiserver and scrapes
-    them at their pod IPs, every second."""
-    services.scrape_pods(cluster.local.kubeconfig)
-    return services
-
-
-@pytest.fixture(scope="module")
-def runs(services) -> dict[str, str]:
-    """Three real MLflow models: y = 2·x0 and y = 3·x0 (scikit-learn), and a flaky pyfunc that
-    fails on every row with x0 > 0 (half of the test traffic). Values are model sources: the
-    logged models' URIs (``models:/m-…``; MLflow 3 keeps a logged model's files there, not under
-    the run), and ``runs:/<run>/model`` for the first."""
-    import mlflow
-    import numpy as np
-    import pandas as pd
-    from mlflow.models import infer_signature
-    from sklearn.linear_model import LinearRegression
-
-    class Flaky(mlflow.pyfunc.PythonModel):
-        def predict(self, context, model_input, params=None):
-            if (model_input["x0"] > 0).any():
-                raise RuntimeError("flaky model: cannot score positive x0")
-            return model_input["x0"] * 3
-
-    with services_environment(services):
-        mlflow.set_tracking_uri(services.endpoints["mlflow"])
-        mlflow.set_experiment("inferenceservice-tests")
-        rng = np.random.default_rng(7)
-        frame = pd.DataFrame({"x0": rng.normal(size=64), "x1": rng.normal(size=64)})
-        found = {}
-        for name, factor in (("double", 2.0), ("triple", 3.0)):
-            model = LinearRegression().fit(frame, frame["x0"] * factor)
-            with mlflow.start_run(run_name=name) as run:
-                found[name] = mlflow.sklearn.log_model(
-                    model, name="model", signature=infer_signature(frame, frame["x0"])).model_uri
-            if name == "double":  # the usual way to name a run's model works too
-                found[name] = f"runs:/{run.info.run_id}/model"
-        with mlflow.start_run(run_name="flaky"):
-            found["flaky"] = mlflow.pyfunc.log_model(
-                name="model", python_model=Flaky(),
-                signature=infer_signature(frame, frame["x0"])).model_uri
-        return found
-
-
-# --- helpers -----------------------------------------------------------------------------------
-
-
-def model_version(namespace, name, model, source, **spec):
-    return {"apiVersion": "ferry.dev/v1alpha1", "kind": "ModelVersion",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"modelName": model, "source": source, **spec}}
-
-
-def inference_service(namespace, name, model, **spec):
-    return {"apiVersion": "ferry.dev/v1alpha1", "kind": "InferenceService",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"model": model, **spec}}
-
-
-def infsvc(cluster, namespace, name):
-    return get_resource(cluster, namespace, "inferenceservice.ferry.dev", name)
-
-
-def status_of(cluster, namespace, name):
-    return infsvc(cluster, namespace, name).get("status") or {}
-
-
-def registered(cluster, namespace, name, version, timeout=90):
-    """Apply order decides MLflow version numbers: wait for each before the next."""
-    found = wait_for(lambda: (get_resource(cluster, namespace, "modelversion.ferry.dev", name)
-                              .get("status", {}).get("mlflowVersion")),
-                     timeout=timeout, message=f"{name} registered")
-    assert found == version
-    return found
-
-
-def healthy_on(cluster, namespace, name, model_version, timeout=150):
-    """Wait for Healthy on ``model_version``; a crash-looping server of that version fails at once."""
-    def settled():
-        status = status_of(cluster, namespace, name)
-        if status.get("phase") == "Healthy" and status.get("stableVersion") == model_version:
-            return status
-        assert_not_stuck(cluster, namespace, f"ferry.dev/inferenceservice={name},"
-                                             f"ferry.dev/model-version={model_version}")
-        return None
-    return wait_for(settled, timeout=timeout, message=f"{name} Healthy on {model_version}")
-
-
-def event_reasons(cluster, namespace, name) -> list[str]:
-    items = json.loads(cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
-                                       f"involvedObject.name={name}", "-o", "json").stdout)["items"]
-    return [e["reason"] for e in sorted(items, key=lambda e: e.get("firstTimestamp") or "")
-            for _ in range(e.get("count") or 1)]
-
-
-def alias(services, model, name):
-    facts = Registry(services.endpoints["mlflow"]).version_by_alias(model, name)
-    return facts.version if facts else None
-
-
-def patch_spec(cluster, namespace, name, spec):
-    cluster.kubectl("patch", "inferenceservice.ferry.dev", name, "-n", namespace, "--type=merge",
-                    "-p", json.dumps({"spec": spec}))
-
-
-def ferry(cluster, *args):
-    subprocess.run([sys.executable, "-m", "ferry", *args, "--kubeconfig", cluster.kubeconfig],
-                   check=True, capture_output=True)
-
-
-def deployment_uids(cluster, namespace, name):
-    items = json.loads(cluster.kubectl("get", "deployments", "-n", namespace, "-l",
-                                       f"ferry.dev/inferenceservice={name}", "-o",
-                                       "json").stdout)["items"]
-    return {d["metadata"]["name"]: d["metadata"]["uid"] for d in items}
-
-
-CANARY_ANALYSIS = {"interval": "4s", "failureLimit": 0, "maxErrorRate": 0.05,
-                   "maxLatencyP99Seconds": 3}
 
 
 # --- canary ------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ runner, bounded parallelism, best-trial selection and nested MLflow runs."""
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime
 
@@ -13,28 +12,8 @@ from ferry.adapters.mlflow import Registry
 from ferry.status import find_condition
 from support.cluster import IMAGE
 from support.objects import apply, get
+from support.sweeps import TRIAL, jobs_of
 from support.waiting import wait_for
-
-# The objective peaks at lr = 0.01; every trial takes a moment so that overlaps are visible.
-TRIAL = """
-import json, math, os, time
-import mlflow
-params = json.load(open(os.environ['FERRY_PARAMETERS_FILE']))
-lr = float(params['lr'])
-client = mlflow.tracking.MlflowClient()
-run = os.environ['MLFLOW_RUN_ID']
-time.sleep(2)
-client.log_metric(run, 'score', 1.0 - abs(math.log10(lr) + 2.0))
-client.log_metric(run, 'loss', lr)
-client.log_param(run, 'lr', params['lr'])
-"""
-
-
-def jobs_of(cluster, namespace, trial):
-    items = json.loads(cluster.kubectl("get", "jobs", "-n", namespace, "-l",
-                                       f"ferry.dev/trainingrun={trial}", "-o", "json").stdout)
-    return items["items"]
-
 
 def parse(timestamp: str) -> datetime:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))

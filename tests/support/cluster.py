@@ -73,6 +73,8 @@ class OperatorProcess:
     process: subprocess.Popen
     metrics_port: int
     log_path: Path
+    argv: list[str]
+    env: dict[str, str]
 
     @property
     def metrics_url(self) -> str:
@@ -96,6 +98,12 @@ class OperatorProcess:
         refused = self.forbidden()
         assert not refused, f"the operator lacked permissions ({self.log_path}): {refused[:5]}"
         return code
+
+    def restart(self) -> OperatorProcess:
+        """A new process with the same identity, settings and log, once this one has stopped:
+        the operator coming back after a crash (a pod restarted by its Deployment)."""
+        assert self.process.poll() is not None, "restart() follows stop()"
+        return launch_operator(self.argv, self.env, self.metrics_port, self.log_path)
 
 
 def operator_rbac(rendered: list[dict]) -> list[dict]:
@@ -150,14 +158,17 @@ def start_operator(cluster: ClusterHandle, log_dir: Path, namespaces: str, **env
     env.setdefault("FERRY_IMAGE", cluster.image)  # the pods it creates run Ferry's image
     release = env.setdefault("FERRY_LEASE_NAME", "ferry-operator")
     kubeconfig = operator_identity(cluster, release, namespaces, log_dir)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ferry", "operator", "--kubeconfig", str(kubeconfig),
-         "--metrics-port", str(port)],
-        stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
-        env=os.environ | {"FERRY_NAMESPACES": namespaces, "FERRY_LEASE_NAMESPACE": OPERATOR_NAMESPACE,
-                          **env},
-    )
-    handle = OperatorProcess(process, port, log_path)
+    argv = [sys.executable, "-m", "ferry", "operator", "--kubeconfig", str(kubeconfig),
+            "--metrics-port", str(port)]
+    return launch_operator(argv, os.environ | {
+        "FERRY_NAMESPACES": namespaces, "FERRY_LEASE_NAMESPACE": OPERATOR_NAMESPACE, **env},
+        port, log_path)
+
+
+def launch_operator(argv: list[str], env: dict[str, str], port: int, log_path: Path):
+    """Start the process (appending to its log) and wait for /healthz."""
+    process = subprocess.Popen(argv, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, env=env)
+    handle = OperatorProcess(process, port, log_path, argv, env)
     wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok, timeout=60,
              message=f"operator /healthz (log: {log_path})")
     return handle
