@@ -75,8 +75,11 @@ def namespace(cluster: ClusterHandle) -> str:
 
 @pytest.fixture(scope="session")
 def operator(cluster: ClusterHandle, services, tmp_path_factory) -> OperatorProcess:
+    # A renew deadline longer than the apiserver outage of test_outages.py: past it the operator
+    # exits (fenced, for its Deployment to restart it), and the session's tests share this one.
     handle = start_operator(cluster, tmp_path_factory.mktemp("operator"), "ft-*",
                             FERRY_LEASE_NAME="ferry-session-operator",
+                            FERRY_LEASE_DURATION_SECONDS="45", FERRY_RENEW_DEADLINE_SECONDS="30",
                             FERRY_IMAGE=cluster.image, **services.env())
     yield handle
     handle.stop()

@@ -293,17 +293,18 @@ class LocalCluster:
         (self.state_dir / "cluster.json").unlink(missing_ok=True)
 
     def restart_apiserver(self, down_seconds: float = 5.0, timeout: float = 120) -> None:
-        """Stop kube-apiserver, keep it down ``down_seconds``, and start it again with the same
-        command line, environment and log: what a control-plane upgrade or a crash does to every
-        client's watches and requests. etcd and the other components keep running."""
+        """Kill kube-apiserver, keep it down ``down_seconds``, and start it again with the same
+        command line, environment and log: what a crash or a control-plane node reboot does to
+        every client's watches and requests. SIGKILL, because a graceful stop waits up to a
+        minute for the open watches to end. etcd and the other components keep running."""
         pid_file = self.kubeconfig.parent / "pids" / "kube-apiserver.pid"
         pid = int(pid_file.read_text().strip())
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         environ = dict(entry.split(b"=", 1) for entry in
                        Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in entry)
         cwd = os.readlink(f"/proc/{pid}/cwd")
-        os.kill(pid, signal.SIGTERM)
-        wait_until(lambda: exited(pid), 60, "kube-apiserver to exit")
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: exited(pid), 30, "kube-apiserver to exit")
         time.sleep(down_seconds)  # the outage itself
         log_path = self.kubeconfig.parent / "logs" / "kube-apiserver.log"
         with open(log_path, "ab") as log:
