@@ -109,7 +109,7 @@ def test_apiserver_restart_mid_run_loses_nothing_and_watches_resume(
         "spec": {"image": IMAGE, "command": ["python", "-c", "import time; time.sleep(20)"]}})
     wait_for(lambda: get(cluster, namespace, "TrainingRun", "slow").get("status", {}).get(
         "phase") == "Running", timeout=120, message="run Running")
-    cluster.local.restart_apiserver(down_seconds=8)
+    cluster.restart_apiserver(down_seconds=8)
     # Shorter than its renew deadline (30 s here): the operator keeps its Lease and carries on.
     # A longer outage makes it exit, fenced, for its Deployment to restart it (test_chaos.py
     # shows the restarts resume without duplicates).
