@@ -137,8 +137,9 @@ class Variant(ApiModel):
 
 
 class Assignment(ApiModel):
-    """Where the sticky key (a user id) of a request is read; the same key always gets the same
-    variant, on every replica and after restarts (see ferry.experiments.assignment)."""
+    """Where the sticky key (e.g. a user id) of a request is read; the same key gets the same
+    variant on every replica and after restarts. A request without one is served by the control
+    and not counted."""
 
     rules = (Rule("[has(self.header), has(self.cookie), has(self.bodyField)].filter(x, x).size() == 1",
                   "assignment takes exactly one of header, cookie, bodyField",
@@ -165,9 +166,12 @@ class ExperimentMetric(ApiModel):
 
 
 class Experiment(ApiModel):
-    """An A/B/n test: users are split between 2 to 5 variants by a hash of a sticky key, and the
-    first variant (the control, usually the stable version) is compared with each other one on a
-    business metric, behind guardrails. Outcomes: see ferry.reconcilers.experiment."""
+    """An A/B/n test: users are split between 2 to 5 variants by a hash of a sticky key, and each
+    variant after the first (the control, usually the stable version) is compared with it on a
+    business metric, behind guardrails. The outcome (status.experiment): Winner (a treatment is
+    promoted with autoPromote, else by `ferry promote`; the control may win too), NoDifference,
+    Inconclusive (maxDuration), Invalid (sample-ratio mismatch) or Stopped (guardrail breach);
+    every outcome but a winning treatment keeps the control."""
 
     rules = (
         Rule("self.variants.map(v, v.weight).sum() == 100", "variant weights must sum to 100",
