@@ -223,3 +223,22 @@ def test_the_status_has_every_variants_numbers():
     dumped = decision.status.model_dump(by_alias=True, exclude_none=True)
     assert dumped["variants"][1]["confidenceInterval"].keys() == {"lower", "upper"}
     assert ExperimentStatus.model_validate(dumped) == decision.status
+
+
+def test_an_experiment_is_refused_with_a_reason_until_its_traffic_is_routed():
+    """No silent fallback: the operator says it does not route experiments, it does not replace."""
+    from ferry.reconcilers.accept import accept, refuse
+    from ferry.reconcilers.experiment import NOT_SERVED, not_served
+    from ferry.api import KINDS
+    from ferry.status import find_condition
+
+    body = {"metadata": {"generation": 2}, "spec": {
+        "model": {"modelVersion": "a"},
+        "strategy": {"experiment": experiment().model_dump(by_alias=True, exclude_none=True)}}}
+    spec, outcome = accept(KINDS["InferenceService"], body)
+    assert not_served(spec) == NOT_SERVED
+    refused = refuse(body, outcome, "ExperimentNotServed", NOT_SERVED)
+    accepted = find_condition(refused.status["conditions"], "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "ExperimentNotServed")
+    assert refused.status["phase"] == "Invalid"
+    assert [e.reason for e in refused.events] == ["ExperimentNotServed"]

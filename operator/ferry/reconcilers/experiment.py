@@ -250,3 +250,13 @@ def decide(spec: Experiment, observed: Observation, now: datetime,
                                   previous.message or "",
                                   promotion(spec, previous.outcome, previous.winner), previous)
     return _Decider(spec, observed, now, started_at).decide()
+
+
+NOT_SERVED = ("spec.strategy.experiment: this operator version validates experiments and decides "
+              "them (ferry.reconcilers.experiment) but does not route their traffic yet; remove "
+              "the experiment or use canary, blueGreen or shadow.")
+
+
+def not_served(spec) -> str | None:
+    """Why the operator refuses the spec: experiments are not routed yet (see NOT_SERVED)."""
+    return NOT_SERVED if spec.strategy.experiment is not None else None
