@@ -53,6 +53,18 @@ def test_defaults():
     assert version.deletion_policy == "Retain" and version.approval.required is False
 
 
+def test_experiment_defaults():
+    service = parse_spec("InferenceService", {"model": {"modelVersion": "shop-1"}, "strategy": {
+        "experiment": {"variants": [{"name": "a", "modelVersion": "shop-1", "weight": 90},
+                                    {"name": "b", "modelVersion": "shop-2", "weight": 10}],
+                       "assignment": {"cookie": "uid"}, "minimumDetectableEffect": 0.01}}})
+    experiment = service.strategy.experiment
+    assert (experiment.override_header, experiment.alpha, experiment.srm_alpha, experiment.test,
+            experiment.auto_promote) == ("ferry-variant", 0.05, 0.001, "sequential", False)
+    assert (experiment.metric.name, experiment.metric.aggregation) == ("label", "mean")
+    assert experiment.guardrails.templates == ["errorRate", "latencyP99"]
+
+
 def test_cron_schedule_is_checked_beyond_the_schema():
     spec = {"featureSet": "t", "version": "v1",
             "transform": {"container": {"image": "i"}}, "schedule": "every hour"}

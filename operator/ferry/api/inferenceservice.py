@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from ferry.api.common import (
-    OBJECT_STORE, ApiModel, Duration, EnvVar, FerryStatus, FreeForm, Name, ObjectStoreRef, Resources,
-    Probe, Rule, StatusModel, Toleration)
+    OBJECT_STORE, ApiModel, Duration, EnvVar, FerryStatus, FreeForm, Label, Name, ObjectStoreRef,
+    Probe, Resources, Rule, StatusModel, Toleration)
 
 Percent = Annotated[int, Field(ge=0, le=100)]
 
@@ -124,15 +124,103 @@ class Shadow(ApiModel):
     auto_promote: bool = False
 
 
+HeaderName = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
+
+
+class Variant(ApiModel):
+    """One arm of an experiment: a ModelVersion and its share of the assigned users. Two variants
+    may serve the same ModelVersion (an A/A test, which checks the set-up itself)."""
+
+    name: Label = Field(description="What the override header and the status call this variant.")
+    model_version: Name
+    weight: Annotated[int, Field(ge=1, le=99)] = Field(description="Percent of assigned users.")
+
+
+class Assignment(ApiModel):
+    """Where the sticky key (e.g. a user id) of a request is read; the same key gets the same
+    variant on every replica and after restarts. A request without one is served by the control
+    and not counted."""
+
+    rules = (Rule("[has(self.header), has(self.cookie), has(self.bodyField)].filter(x, x).size() == 1",
+                  "assignment takes exactly one of header, cookie, bodyField",
+                  lambda m: sum(x is not None for x in (m.header, m.cookie, m.body_field)) == 1),)
+
+    header: HeaderName | None = Field(None, description="A request header, e.g. x-user-id.")
+    cookie: HeaderName | None = Field(None, description="A cookie of the Cookie header.")
+    body_field: Annotated[str, Field(min_length=1, max_length=253)] | None = Field(None, description=(
+        "A field of the JSON body: a top-level key, else OIP v2 parameters.<field>, else an OIP v2 "
+        "input of that name whose rows all hold one value."))
+
+
+class ExperimentMetric(ApiModel):
+    """The primary business metric, from the feedback labels joined to the predictions."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253)] = Field("label", description=(
+        "The label files' column holding the outcome (a number or boolean): `label`, what the "
+        "feedback endpoint stores, or another column such as `converted` or `revenue`."))
+    aggregation: Literal["mean", "userMean"] = Field("mean", description=(
+        "mean: over labelled predictions (a 0/1 outcome gives the conversion rate); userMean: each "
+        "user's outcomes averaged first, then over users, the unit the assignment randomises, so "
+        "users with many requests do not shrink the confidence interval."))
+    higher_is_better: bool = True
+
+
+class Experiment(ApiModel):
+    """An A/B/n test: users are split between 2 to 5 variants by a hash of a sticky key, and each
+    variant after the first (the control, usually the stable version) is compared with it on a
+    business metric, behind guardrails. The outcome (status.experiment): Winner (a treatment is
+    promoted with autoPromote, else by `ferry promote`; the control may win too), NoDifference,
+    Inconclusive (maxDuration), Invalid (sample-ratio mismatch) or Stopped (guardrail breach);
+    every outcome but a winning treatment keeps the control."""
+
+    rules = (
+        Rule("self.variants.map(v, v.weight).sum() == 100", "variant weights must sum to 100",
+             lambda m: sum(v.weight for v in m.variants) == 100),
+        Rule("self.variants.all(v, self.variants.exists_one(w, w.name == v.name))",
+             "variant names must be unique",
+             lambda m: len({v.name for v in m.variants}) == len(m.variants)),
+    )
+
+    variants: Annotated[list[Variant], Field(min_length=2, max_length=5)] = Field(
+        description="The first is the control every other variant is compared with.")
+    assignment: Assignment
+    override_header: HeaderName = Field("ferry-variant", description=(
+        "A request naming a variant in this header gets that variant (for testing); such requests "
+        "are not counted in the experiment."))
+    metric: ExperimentMetric = ExperimentMetric()
+    guardrails: Analysis = Field(Analysis(), description=(
+        "Prometheus checks of every treatment variant, as in a canary's analysis: more than "
+        "failureLimit failed measurements of one stop the experiment and keep the control."))
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = Field(0.05, description=(
+        "Significance level for the whole experiment (split between the treatments, Bonferroni)."))
+    minimum_detectable_effect: Annotated[float, Field(gt=0)] = Field(description=(
+        "The smallest difference of the metric (in its units: 0.01 = one point of conversion) "
+        "worth acting on; a confidence interval inside +-this is NoDifference."))
+    srm_alpha: Annotated[float, Field(gt=0, lt=0.5)] = Field(0.001, description=(
+        "Sample-ratio-mismatch level: assigned users this unlikely under the weights (chi-square) "
+        "make the experiment Invalid."))
+    test: Literal["sequential", "fixedHorizon"] = Field("sequential", description=(
+        "sequential: mSPRT always-valid p-values, may decide at any time; fixedHorizon: a Welch "
+        "z-test once every variant has the sample size the effect, alpha and 80% power need."))
+    min_samples_per_variant: Annotated[int, Field(ge=10, le=100_000_000)] = Field(100, description=(
+        "No decision before every variant has this many metric samples."))
+    max_duration: Duration = Field("14d", description="Undecided by then: Inconclusive.")
+    auto_promote: bool = Field(False, description=(
+        "Promote a winning treatment at once; otherwise it waits for `ferry promote`."))
+
+
 class Strategy(ApiModel):
     rules = (Rule("(has(self.canary) ? 1 : 0) + (has(self.blueGreen) ? 1 : 0) + "
-                  "(has(self.shadow) ? 1 : 0) <= 1",
-                  "set at most one of strategy.canary, strategy.blueGreen or strategy.shadow",
-                  lambda m: sum(x is not None for x in (m.canary, m.blue_green, m.shadow)) <= 1),)
+                  "(has(self.shadow) ? 1 : 0) + (has(self.experiment) ? 1 : 0) <= 1",
+                  "set at most one of strategy.canary, strategy.blueGreen, strategy.shadow or "
+                  "strategy.experiment",
+                  lambda m: sum(x is not None for x in (m.canary, m.blue_green, m.shadow,
+                                                        m.experiment)) <= 1),)
 
     canary: Canary | None = None
     blue_green: BlueGreen | None = None
     shadow: Shadow | None = None
+    experiment: Experiment | None = None
 
 
 class GatewayRef(ApiModel):
@@ -320,6 +408,40 @@ class RetrainRecord(StatusModel):
     drifted_features: dict[str, float] = {}
 
 
+class Interval(StatusModel):
+    lower: float
+    upper: float
+
+
+class VariantStatus(StatusModel):
+    """One variant's numbers; difference, interval and p-value are against the control."""
+
+    name: str
+    model_version: str | None = None
+    requests: int = 0
+    users: int = 0
+    samples: int = Field(0, description="Metric samples: labelled predictions, or users for userMean.")
+    metric: float | None = None
+    difference: float | None = Field(None, description="metric minus the control's metric")
+    confidence_interval: Interval | None = Field(None, description="of the difference")
+    p_value: float | None = None
+    guardrail_failures: int = 0
+
+
+class ExperimentStatus(StatusModel):
+    outcome: Literal["Running", "Winner", "NoDifference", "Inconclusive", "Invalid",
+                     "Stopped"] | None = None
+    winner: str | None = Field(None, description="The winning variant (may be the control).")
+    reason: str | None = None
+    message: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    salt: str | None = Field(None, description="Hash salt of the assignment (new per experiment).")
+    srm_p_value: float | None = None
+    required_samples: int | None = Field(None, description="fixedHorizon: per variant.")
+    variants: Annotated[list[VariantStatus], Field(max_length=5)] = []
+
+
 class InferenceServiceStatus(FerryStatus):
     replicas: int | None = None
     selector: str | None = None
@@ -333,3 +455,4 @@ class InferenceServiceStatus(FerryStatus):
     rollout: RolloutState | None = None
     drift: DriftSummary | None = None
     retrain: RetrainRecord | None = None
+    experiment: ExperimentStatus | None = None

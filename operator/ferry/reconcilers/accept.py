@@ -52,3 +52,13 @@ def accept(info: KindInfo, body: Mapping) -> tuple[BaseModel | None, Outcome]:
         status={"observedGeneration": generation, "phase": phase, "conditions": conditions},
         events=transitions(status.get("conditions"), conditions, SPEC),
     )
+
+
+def refuse(body: Mapping, outcome: Outcome, reason: str, message: str) -> Outcome:
+    """A valid spec this operator does not act on: ``Accepted=False`` with ``reason``, phase
+    Invalid and a Warning Event, never a silent fallback to something the user did not ask for."""
+    status = dict(body.get("status") or {})
+    condition = make_condition(ACCEPTED, False, reason, message, body["metadata"].get("generation"))
+    conditions = set_condition(outcome.status["conditions"], condition)
+    return Outcome(status={**outcome.status, "phase": PHASE_INVALID, "conditions": conditions},
+                   events=transitions(status.get("conditions"), conditions, SPEC))
