@@ -7,12 +7,13 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml dev/pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps controlplane node image helm test unit integration crds crds-check demo down status bench lint
+.PHONY: help setup system-deps controlplane node image helm test unit integration crds crds-check demo down status bench fuzz lint
 
 help:
 	@echo "make demo   - local control plane + services + operator + examples"
 	@echo "make test   - install everything, check CRDs, run unit and integration tests"
 	@echo "make down   - stop the demo environment"
+	@echo "make fuzz   - 500 fuzzed specs a kind against the apiserver and operator, with counts"
 
 $(INSTALLED): pyproject.toml dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +68,11 @@ status: $(INSTALLED)
 
 bench: setup
 	set -o pipefail; $(BIN)/python -m pytest tests/bench -q -s $(PYTEST_ARGS) | grep -E "BENCH|passed|failed"
+
+# FERRY_FUZZ_SPECS_PER_KIND: 40 in the integration suite, 500 here.
+fuzz: setup
+	FERRY_FUZZ_SPECS_PER_KIND=$${FERRY_FUZZ_SPECS_PER_KIND:-500} \
+		$(BIN)/python -m pytest tests/integration/test_fuzz_specs.py -q -s $(PYTEST_ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check operator dev tests

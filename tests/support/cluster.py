@@ -30,6 +30,8 @@ OPERATOR_NAMESPACE = "ferry-system"
 # RBAC's refusal ("... is forbidden: User "system:serviceaccount:..." cannot create resource ..."),
 # not the other 403s (a namespace being deleted refuses new Events to everyone).
 FORBIDDEN = re.compile(r"User \S+ cannot [a-z]+ resource")
+# The namespaces create_namespace makes: a log line naming only others is another test's.
+TEST_NAMESPACE = re.compile(r"\b[a-z0-9]+-[0-9a-f]{8}\b")
 
 
 @dataclass
@@ -83,6 +85,31 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size
+
+    def exceptions(self, since: int, namespace: str) -> list[str]:
+        """Log lines after byte ``since`` that report an error or carry a traceback, about
+        ``namespace`` or about no test namespace at all (the operator itself)."""
+        with open(self.log_path, "rb") as log:
+            log.seek(since)
+            lines = log.read().decode(errors="replace").splitlines()
+        found = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = None
+            if isinstance(entry, dict):
+                failed = (entry.get("level") in ("error", "critical") or "exc" in entry
+                          or str(entry.get("msg", "")).startswith("reconcile failed"))
+            else:
+                failed = "Traceback" in line
+            named = set(TEST_NAMESPACE.findall(line))
+            if failed and (namespace in named or not named):
+                found.append(line)
+        return found
 
     def forbidden(self) -> list[str]:
         """Log lines where RBAC refused the operator: a rule missing from rbac.py."""
