@@ -164,7 +164,7 @@ def from_schema(schema: dict, depth: int = 0) -> st.SearchStrategy:
                         min_size=schema.get("minItems", 0), max_size=min(schema.get("maxItems", 3), 3))
     properties = schema.get("properties", {})
     if properties:
-        required = set(schema.get("required", ()))
+        required = schema.get("required", [])  # a list: the draws keep one order on every run
         optional = {} if depth > 3 else {k: from_schema(v, depth + 1) for k, v in properties.items()
                                          if k not in required}
         return st.fixed_dictionaries({k: from_schema(properties[k], depth + 1) for k in required},
