@@ -41,14 +41,25 @@ def accept(info: KindInfo, body: Mapping) -> tuple[BaseModel | None, Outcome]:
     generation = body["metadata"].get("generation")
     spec, problem = validate_spec(info, body)
     if spec is None:
-        condition = make_condition(ACCEPTED, False, "InvalidSpec", problem, generation)
-        phase = PHASE_INVALID
-    else:
-        condition = make_condition(ACCEPTED, True, "SpecValid", "The spec is valid.", generation)
-        previous = status.get("phase")
-        phase = previous if previous and previous != PHASE_INVALID else PHASE_PENDING
+        return None, rejected(body, problem)
+    condition = make_condition(ACCEPTED, True, "SpecValid", "The spec is valid.", generation)
+    previous = status.get("phase")
+    phase = previous if previous and previous != PHASE_INVALID else PHASE_PENDING
     conditions = set_condition(status.get("conditions"), condition)
     return spec, Outcome(
         status={"observedGeneration": generation, "phase": phase, "conditions": conditions},
+        events=transitions(status.get("conditions"), conditions, SPEC),
+    )
+
+
+def rejected(body: Mapping, problem: str) -> Outcome:
+    """``Accepted=False``, reason InvalidSpec, phase Invalid: a spec the model refuses, or one whose
+    children the apiserver refuses (``ChildRejected``)."""
+    status = dict(body.get("status") or {})
+    generation = body["metadata"].get("generation")
+    condition = make_condition(ACCEPTED, False, "InvalidSpec", problem, generation)
+    conditions = set_condition(status.get("conditions"), condition)
+    return Outcome(
+        status={"observedGeneration": generation, "phase": PHASE_INVALID, "conditions": conditions},
         events=transitions(status.get("conditions"), conditions, SPEC),
     )
