@@ -219,3 +219,20 @@ def test_a_child_the_apiserver_refuses_sets_accepted_false_with_its_reason_not_a
                                    'spec.timeZone: Invalid value')
     assert [e["type"] for e in posted] == ["Warning"]
     assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_a_new_training_run_is_accepted_before_any_mlflow_call():
+    """ctx is None: the first reconcile of a new run touches neither MLflow nor the cluster."""
+    import asyncio
+
+    import kopf
+
+    from ferry.controllers import trainingrun
+
+    body = kopf.Body({"metadata": {"uid": "u1", "namespace": "ns", "name": "r", "generation": 1},
+                      "spec": {"image": "trainer:1", "mlflow": {"trackingUri": "http://mlflow"}}})
+    outcome = asyncio.run(trainingrun.reconcile(None, body))
+    (accepted,) = outcome.status["conditions"]
+    assert (accepted["type"], accepted["status"], outcome.status["observedGeneration"]) == \
+        ("Accepted", "True", 1)
+    assert outcome.requeue_after == trainingrun.ACKNOWLEDGED_REQUEUE
