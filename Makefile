@@ -7,13 +7,14 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml dev/pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: chaos help setup system-deps controlplane node image helm test unit integration crds crds-check demo down status bench lint
+.PHONY: chaos help setup system-deps controlplane node image helm test unit integration crds crds-check demo down status bench fuzz lint
 
 help:
 	@echo "make demo   - local control plane + services + operator + examples"
 	@echo "make test   - install everything, check CRDs, run unit and integration tests"
 	@echo "make down   - stop the demo environment"
 	@echo "make chaos  - kill the operator at random moments of each flow, print trials passed"
+	@echo "make fuzz   - 500 fuzzed specs a kind against the apiserver and operator, with counts"
 
 $(INSTALLED): pyproject.toml dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +74,11 @@ bench: setup
 chaos: setup
 	set -o pipefail; FERRY_CHAOS_TRIALS=$${FERRY_CHAOS_TRIALS:-4} $(BIN)/python -m pytest \
 		tests/integration/test_chaos.py -q $(PYTEST_ARGS) | grep -E "CHAOS|passed|failed|Error"
+
+# FERRY_FUZZ_SPECS_PER_KIND: 40 in the integration suite, 500 here.
+fuzz: setup
+	FERRY_FUZZ_SPECS_PER_KIND=$${FERRY_FUZZ_SPECS_PER_KIND:-500} \
+		$(BIN)/python -m pytest tests/integration/test_fuzz_specs.py -q -s $(PYTEST_ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check operator dev tests

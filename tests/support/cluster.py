@@ -34,6 +34,8 @@ FORBIDDEN = re.compile(r"User \S+ cannot [a-z]+ resource")
 # When the apiserver was coming back from a restart: it takes requests before its RBAC caches
 # hold the roles and refuses everyone meanwhile, which says nothing about the operator's rules.
 COLD_APISERVER: list[tuple[datetime, datetime]] = []
+# The namespaces create_namespace makes: a log line naming only others is another test's.
+TEST_NAMESPACE = re.compile(r"\b[a-z0-9]+-[0-9a-f]{8}\b")
 
 
 @dataclass
@@ -100,6 +102,31 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size
+
+    def exceptions(self, since: int, namespace: str) -> list[str]:
+        """Log lines after byte ``since`` that report an error or carry a traceback, about
+        ``namespace`` or about no test namespace at all (the operator itself)."""
+        with open(self.log_path, "rb") as log:
+            log.seek(since)
+            lines = log.read().decode(errors="replace").splitlines()
+        found = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = None
+            if isinstance(entry, dict):
+                failed = (entry.get("level") in ("error", "critical") or "exc" in entry
+                          or str(entry.get("msg", "")).startswith("reconcile failed"))
+            else:
+                failed = "Traceback" in line
+            named = set(TEST_NAMESPACE.findall(line))
+            if failed and (namespace in named or not named):
+                found.append(line)
+        return found
 
     def forbidden(self) -> list[str]:
         """Log lines where RBAC refused the operator: a rule missing from rbac.py."""

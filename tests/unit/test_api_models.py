@@ -118,3 +118,10 @@ def test_env_value_from_is_the_core_v1_shape(value_from, field):
     """What the fuzzing found passing the CRD and failing later on the Job is refused up front."""
     with pytest.raises(ValueError, match=field):
         parse_spec("TrainingRun", {"image": "trainer:1", "env": [{"name": "A", "valueFrom": value_from}]})
+
+
+@pytest.mark.parametrize("uri", ["./mlruns", "/var/lib/mlflow", "", "mlflow:5000", "http://", "http://a b"])
+def test_a_tracking_uri_is_a_server_not_a_path_on_the_operators_disk(uri):
+    with pytest.raises(ValidationError, match="mlflow.trackingUri"):
+        parse_spec("TrainingRun", {"image": "trainer:1", "mlflow": {"trackingUri": uri}})
+    parse_spec("TrainingRun", {"image": "trainer:1", "mlflow": {"trackingUri": "https://mlflow.example/x"}})

@@ -227,7 +227,7 @@ def test_the_status_has_every_variants_numbers():
 
 def test_an_experiment_is_refused_with_a_reason_until_its_traffic_is_routed():
     """No silent fallback: the operator says it does not route experiments, it does not replace."""
-    from ferry.reconcilers.accept import accept, refuse
+    from ferry.reconcilers.accept import accept, rejected
     from ferry.reconcilers.experiment import NOT_SERVED, not_served
     from ferry.api import KINDS
     from ferry.status import find_condition
@@ -237,7 +237,7 @@ def test_an_experiment_is_refused_with_a_reason_until_its_traffic_is_routed():
         "strategy": {"experiment": experiment().model_dump(by_alias=True, exclude_none=True)}}}
     spec, outcome = accept(KINDS["InferenceService"], body)
     assert not_served(spec) == NOT_SERVED
-    refused = refuse(body, outcome, "ExperimentNotServed", NOT_SERVED)
+    refused = rejected(body, NOT_SERVED, "ExperimentNotServed")
     accepted = find_condition(refused.status["conditions"], "Accepted")
     assert (accepted["status"], accepted["reason"]) == ("False", "ExperimentNotServed")
     assert refused.status["phase"] == "Invalid"

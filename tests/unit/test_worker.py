@@ -175,3 +175,64 @@ def test_deleted_or_terminating_objects_are_forgotten():
         assert controllers.objects == {}
 
     run(scenario())
+
+
+def test_a_child_the_apiserver_refuses_sets_accepted_false_with_its_reason_not_a_traceback(
+        monkeypatch, caplog):
+    import asyncio
+    import json
+    from types import SimpleNamespace
+
+    import kopf
+    from kubernetes.client.rest import ApiException
+
+    from ferry.adapters.kube import ChildRejected
+    from ferry.api import KINDS
+    from ferry.controllers._worker import RECONCILERS, Context, Controllers, Tracked
+
+    refusal = ApiException(status=422)
+    refusal.body = json.dumps({"message": 'CronJob.batch "p" is invalid: spec.timeZone: Invalid value'})
+
+    async def reconcile(ctx, body):
+        raise ChildRejected({"kind": "CronJob", "metadata": {"name": "p"}}, refusal)
+
+    patched, posted = [], []
+
+    class Kube:
+        async def patch_status(self, info, namespace, name, status):
+            patched.append(status)
+            return "7"
+
+    monkeypatch.setitem(RECONCILERS, "FeaturePipeline", reconcile)
+    monkeypatch.setattr(kopf, "event", lambda body, **event: posted.append(event))
+    controllers = Controllers()
+    body = {"metadata": {"uid": "u1", "namespace": "ns", "name": "p", "generation": 2}}
+    controllers.objects["u1"] = Tracked(KINDS["FeaturePipeline"], body)
+    ctx = Context(config=SimpleNamespace(resync_seconds=60), kube=Kube(), store=None)
+
+    assert asyncio.run(controllers._reconcile(ctx, "u1")) == 1.0
+    (status,) = patched
+    (accepted,) = status["conditions"]
+    assert (status["phase"], status["observedGeneration"]) == ("Invalid", 2)
+    assert (accepted["type"], accepted["status"], accepted["reason"]) == ("Accepted", "False", "InvalidSpec")
+    assert accepted["message"] == ('the apiserver refused CronJob p: CronJob.batch "p" is invalid: '
+                                   'spec.timeZone: Invalid value')
+    assert [e["type"] for e in posted] == ["Warning"]
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_a_new_training_run_is_accepted_before_any_mlflow_call():
+    """ctx is None: the first reconcile of a new run touches neither MLflow nor the cluster."""
+    import asyncio
+
+    import kopf
+
+    from ferry.controllers import trainingrun
+
+    body = kopf.Body({"metadata": {"uid": "u1", "namespace": "ns", "name": "r", "generation": 1},
+                      "spec": {"image": "trainer:1", "mlflow": {"trackingUri": "http://mlflow"}}})
+    outcome = asyncio.run(trainingrun.reconcile(None, body))
+    (accepted,) = outcome.status["conditions"]
+    assert (accepted["type"], accepted["status"], outcome.status["observedGeneration"]) == \
+        ("Accepted", "True", 1)
+    assert outcome.requeue_after == trainingrun.ACKNOWLEDGED_REQUEUE

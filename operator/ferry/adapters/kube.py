@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from kubernetes import client, config as kube_config
@@ -37,6 +38,19 @@ class NotLeading(Exception):
     """This replica's leadership is not current: it writes nothing (see ``ferry.leader``)."""
 
 
+class ChildRejected(Exception):
+    """The apiserver refused a child built from the spec (400/422): retrying the same spec cannot
+    help, so the object says why instead of failing with a traceback."""
+
+    def __init__(self, manifest: dict, error: ApiException) -> None:
+        try:
+            reason = json.loads(error.body)["message"]
+        except (TypeError, ValueError, KeyError):
+            reason = str(error.reason)
+        super().__init__(f"the apiserver refused {manifest['kind']} "
+                         f"{manifest['metadata']['name']}: {reason}")
+
+
 class Kube:
     def __init__(self, api_client: client.ApiClient, executors: Executors,
                  leading: Callable[[], bool] = lambda: True) -> None:
@@ -64,10 +78,15 @@ class Kube:
         def run():
             self._fence()
             resource = self._resource(manifest["apiVersion"], manifest["kind"])
-            return resource.server_side_apply(
-                body=manifest, name=manifest["metadata"]["name"],
-                namespace=manifest["metadata"].get("namespace"), field_manager=FIELD_MANAGER,
-                force_conflicts=True, serializer=_plain)
+            try:
+                return resource.server_side_apply(
+                    body=manifest, name=manifest["metadata"]["name"],
+                    namespace=manifest["metadata"].get("namespace"), field_manager=FIELD_MANAGER,
+                    force_conflicts=True, serializer=_plain)
+            except ApiException as error:
+                if error.status in (400, 422):
+                    raise ChildRejected(manifest, error) from error
+                raise
 
         return await self.executors.run("kube", run)
 

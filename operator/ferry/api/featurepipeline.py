@@ -37,7 +37,7 @@ class SqlTransform(ApiModel):
 
     query: Annotated[str, Field(min_length=1, max_length=65536)]
     rules = (Rule("self.sources.all(s, self.sources.exists_one(t, t.name == s.name))",
-                  "source names must be unique",
+                  "sql.sources must have unique names",
                   lambda m: len({s.name for s in m.sources}) == len(m.sources)),)
 
     sources: Annotated[list[SqlSource], Field(min_length=1, max_length=32)]

@@ -15,8 +15,11 @@ from ferry.api.modelversion import Approval, Gates
 class MlflowTracking(ApiModel):
     experiment: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
         None, description="Experiment name; default: the namespace.")
-    tracking_uri: Annotated[str, Field(max_length=1024)] | None = Field(
-        None, description="Default: the operator's configured MLflow.")
+    tracking_uri: Annotated[str, Field(max_length=1024, pattern=r"^https?://[^\s/]+(/\S*)?$")] | None = \
+        Field(None, description=(
+            "An MLflow tracking server (http or https) the operator and the pods reach; default: "
+            "the operator's configured MLflow. Not a path: MLflow would read that as a file "
+            "store on the operator's own disk."))
     credentials: SecretRef | None = Field(
         None, description="Secret whose keys become the trainer's environment (envFrom), e.g. "
                           "MLFLOW_TRACKING_TOKEN. Kept next to spec.objectStore (S3 keys belong "

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 
 import kopf
 
-from ferry.adapters.kube import Kube, NotLeading
+from ferry.adapters.kube import ChildRejected, Kube, NotLeading
 from ferry.adapters.s3 import ObjectStore
 from ferry.api import GROUP, VERSION, KindInfo
 from ferry.config import OperatorConfig
 from ferry.observability.metrics import PHASES, WORKQUEUE_DEPTH, track_reconcile
+from ferry.reconcilers.accept import rejected
 from ferry.reconcilers.outcome import Outcome
 
 MAX_BACKOFF = 300.0
@@ -263,6 +264,11 @@ class Controllers:
         except NotLeading as error:  # the process stops soon (lost) or renews (a short lapse)
             logger.warning("not written: %s", error)
             return NOT_LEADING_RETRY_SECONDS
+        except ChildRejected as error:  # the spec builds a child the apiserver refuses
+            tracked.failures += 1
+            delay = backoff(tracked.failures, ctx.config.resync_seconds)
+            logger.warning("%s (retry in %.0fs)", error, delay)
+            return await self._report_rejection(ctx, tracked, body, logger, str(error), delay)
         except Exception as error:  # a bad object or a flaky dependency must not kill us
             tracked.failures += 1
             delay = backoff(tracked.failures, ctx.config.resync_seconds)
@@ -276,6 +282,24 @@ class Controllers:
             return delay
         tracked.failures = 0
         return outcome.requeue_after or ctx.config.resync_seconds
+
+
+    @staticmethod
+    async def _report_rejection(ctx: Context, tracked: Tracked, body: kopf.Body,
+                                logger: logging.LoggerAdapter, problem: str, delay: float) -> float:
+        """Write ``Accepted=False`` with the apiserver's reason (and its Warning Event)."""
+
+        async def refused(_ctx: Context, refused_body: kopf.Body) -> Outcome:
+            return rejected(refused_body, problem)
+
+        try:
+            _, tracked.written = await reconcile_once(tracked.info, refused, ctx, body, logger,
+                                                      tracked.written)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the retry reports it again
+            logger.exception("could not report the refused child (retry in %.0fs)", delay)
+        return delay
 
 
 def register(info: KindInfo, reconcile: Reconcile) -> None:

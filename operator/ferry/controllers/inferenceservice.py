@@ -23,7 +23,7 @@ from ferry.builders.inferenceservice import (
 from ferry.controllers._worker import Context, register
 from ferry.controllers.drift import reconcile_monitoring
 from ferry.reconcilers import analysis
-from ferry.reconcilers.accept import accept, refuse
+from ferry.reconcilers.accept import accept, rejected
 from ferry.reconcilers.experiment import not_served
 from ferry.reconcilers.features import readiness
 from ferry.reconcilers.gateway import HTTPROUTE_CRD, route_support
@@ -194,7 +194,7 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
     if spec is None:
         return outcome
     if (problem := not_served(spec)) is not None:
-        return refuse(body, outcome, "ExperimentNotServed", problem)
+        return rejected(body, problem, "ExperimentNotServed")
     namespace, name = body.metadata.namespace, body.metadata.name
     generation = body.metadata["generation"]
     # Read the status fresh: a child's event may wake us before our own last patch reached the

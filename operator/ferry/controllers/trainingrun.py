@@ -39,6 +39,7 @@ MLFLOW_RUN_END = {"Succeeded": "FINISHED", "Failed": "FAILED"}
 TERMINAL = tuple(MLFLOW_RUN_END)
 # A namespace relabelled to admit the run's Pod Security level is noticed within this time.
 REFUSED_RETRY = 30.0
+ACKNOWLEDGED_REQUEUE = 0.01  # seconds: the reconcile after a new run's first status write
 RUN_LABEL = f"ferry.dev/{KIND.lower()}"
 
 
@@ -233,6 +234,11 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
         return outcome
     generation = body.metadata["generation"]
     previous = dict(body.get("status") or {})
+    if not previous.get("conditions"):
+        # A new run shows it is Accepted before the MLflow round trips of its start, which a busy
+        # tracking server can hold up for longer than a user waits for a first condition.
+        return Outcome(status=outcome.status, events=outcome.events,
+                       requeue_after=ACKNOWLEDGED_REQUEUE)
     status = {**previous, **outcome.status}
     if previous.get("phase") in TERMINAL and previous.get("observedGeneration") == generation:
         # Runs end once; only the registration of a succeeded run may still be missing.

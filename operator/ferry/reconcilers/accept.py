@@ -41,12 +41,10 @@ def accept(info: KindInfo, body: Mapping) -> tuple[BaseModel | None, Outcome]:
     generation = body["metadata"].get("generation")
     spec, problem = validate_spec(info, body)
     if spec is None:
-        condition = make_condition(ACCEPTED, False, "InvalidSpec", problem, generation)
-        phase = PHASE_INVALID
-    else:
-        condition = make_condition(ACCEPTED, True, "SpecValid", "The spec is valid.", generation)
-        previous = status.get("phase")
-        phase = previous if previous and previous != PHASE_INVALID else PHASE_PENDING
+        return None, rejected(body, problem)
+    condition = make_condition(ACCEPTED, True, "SpecValid", "The spec is valid.", generation)
+    previous = status.get("phase")
+    phase = previous if previous and previous != PHASE_INVALID else PHASE_PENDING
     conditions = set_condition(status.get("conditions"), condition)
     return spec, Outcome(
         status={"observedGeneration": generation, "phase": phase, "conditions": conditions},
@@ -54,11 +52,15 @@ def accept(info: KindInfo, body: Mapping) -> tuple[BaseModel | None, Outcome]:
     )
 
 
-def refuse(body: Mapping, outcome: Outcome, reason: str, message: str) -> Outcome:
-    """A valid spec this operator does not act on: ``Accepted=False`` with ``reason``, phase
-    Invalid and a Warning Event, never a silent fallback to something the user did not ask for."""
+def rejected(body: Mapping, problem: str, reason: str = "InvalidSpec") -> Outcome:
+    """``Accepted=False`` with ``reason``, phase Invalid, a Warning Event: a spec the model
+    refuses, one whose children the apiserver refuses (``ChildRejected``), or a valid one this
+    operator does not act on (never a silent fallback to something the user did not ask for)."""
     status = dict(body.get("status") or {})
-    condition = make_condition(ACCEPTED, False, reason, message, body["metadata"].get("generation"))
-    conditions = set_condition(outcome.status["conditions"], condition)
-    return Outcome(status={**outcome.status, "phase": PHASE_INVALID, "conditions": conditions},
-                   events=transitions(status.get("conditions"), conditions, SPEC))
+    generation = body["metadata"].get("generation")
+    condition = make_condition(ACCEPTED, False, reason, problem, generation)
+    conditions = set_condition(status.get("conditions"), condition)
+    return Outcome(
+        status={"observedGeneration": generation, "phase": PHASE_INVALID, "conditions": conditions},
+        events=transitions(status.get("conditions"), conditions, SPEC),
+    )
