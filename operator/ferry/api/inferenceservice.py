@@ -197,6 +197,7 @@ CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "rocAuc", "lo
 REGRESSION_METRICS = ("mae", "rmse", "mape")
 OUTCOME = "outcome"
 """The business metric's name (the mean of ``QualityMonitor.outcome``) in thresholds and status."""
+THRESHOLD_KEYS = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS, OUTCOME)
 QualityMetricName = Literal["accuracy", "precision", "recall", "f1", "rocAuc", "logLoss",
                             "calibrationError", "mae", "rmse", "mape"]
 
@@ -233,9 +234,9 @@ class QualityMonitor(ApiModel):
              f"{_cel_list(CLASSIFICATION_METRICS)})",
              "a classification task computes no regression metrics",
              lambda q: q.task != "classification" or set(q.metrics) <= set(CLASSIFICATION_METRICS)),
-        Rule(f"!has(self.thresholds) || self.thresholds.all(k, k in {_cel_list((*CLASSIFICATION_METRICS, *REGRESSION_METRICS, OUTCOME))})",
+        Rule(f"!has(self.thresholds) || self.thresholds.all(k, k in {_cel_list(THRESHOLD_KEYS)})",
              "thresholds are keyed by a metric name or outcome",
-             lambda q: set(q.thresholds) <= {*CLASSIFICATION_METRICS, *REGRESSION_METRICS, OUTCOME}),
+             lambda q: set(q.thresholds) <= set(THRESHOLD_KEYS)),
         # Declared here, not on QualityThreshold: the apiserver names a map entry by its key.
         Rule("!has(self.thresholds) || self.thresholds.all(k, has(self.thresholds[k].min) || "
              "has(self.thresholds[k].max))", "a threshold sets min, max or both",
