@@ -76,7 +76,3 @@ def monitor_objects(infsvc: dict, child: str, component: str, schedule: str, con
     }
     return [service_account, role, role_binding, cron_job]
 
-
-MONITOR_KINDS = (("batch/v1", "CronJob"), ("rbac.authorization.k8s.io/v1", "RoleBinding"),
-                 ("rbac.authorization.k8s.io/v1", "Role"), ("v1", "ServiceAccount"))
-"""What ``monitor_objects`` makes, in the order to delete it."""

@@ -20,10 +20,9 @@ import kopf
 from ferry.api import GROUP, VERSION
 from ferry.api.inferenceservice import InferenceServiceSpec
 from ferry.builders.inferenceservice import Serving, prediction_log_uri
-from ferry.builders.monitors import MONITOR_KINDS
 from ferry.builders.qualitymonitor import build_quality_monitor, monitor_name
 from ferry.controllers._worker import Context
-from ferry.controllers.drift import Monitoring, monitor_env
+from ferry.controllers.drift import Monitoring, delete_monitor, monitor_env
 from ferry.observability.metrics import QUALITY
 from ferry.reconcilers.outcome import Event
 from ferry.reconcilers.quality import CONDITION as HEALTHY, health
@@ -68,8 +67,7 @@ async def reconcile_quality(ctx: Context, infsvc: dict, spec: InferenceServiceSp
         QUALITY.forget(uid)
         if find_condition(conditions, CONDITION) is None:
             return Monitoring({}, conditions)
-        for api_version, kind in MONITOR_KINDS:
-            await ctx.kube.delete(api_version, kind, namespace, monitor_name(name))
+        await delete_monitor(ctx, namespace, monitor_name(name))
         return Monitoring({}, [c for c in conditions if c.get("type") not in (CONDITION, HEALTHY)],
                           [Event("Normal", "QualityMonitorRemoved",
                                  f"spec.monitoring.quality removed: deleted {monitor_name(name)}")])
