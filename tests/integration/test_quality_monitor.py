@@ -83,7 +83,8 @@ def job_finished(cluster, namespace: str, job: str) -> str | None:
 
 
 def logged_rows(store: ObjectStore, logs: str) -> pd.DataFrame:
-    objects = [o["uri"] for o in store.list(logs) if "/dt=" in o["uri"]
+    """The prediction log's own partitions (not the labels' nor the reports beside them)."""
+    objects = [o["uri"] for o in store.list(logs) if o["uri"][len(logs):].startswith("dt=")
                and o["uri"].endswith(".parquet")]
     return pd.concat([pq.read_table(io.BytesIO(store.get_bytes(uri))).to_pandas()
                       for uri in objects], ignore_index=True)

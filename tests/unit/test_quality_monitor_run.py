@@ -174,3 +174,17 @@ def test_a_renamed_prediction_column_is_read(logged):
                                         thresholds={})), now=NOW, patch=Patches())
     assert [m["name"] for m in status["versions"][0]["metrics"]] == ["mae", "rmse", "mape",
                                                                      "outcome"]
+
+
+def test_a_slice_without_any_label_still_gets_the_estimate(logged):
+    root, truth = logged
+    ids = ["fraud-2-398", "fraud-2-399"]  # never labelled
+    quality = monitor(slices=[{"name": "pending", "expression": f"ferry_prediction_id IN {tuple(ids)}"}])
+    status = run(settings(root, quality), now=NOW, patch=Patches())
+    v2 = next(v for v in status["versions"] if v["version"] == "fraud-2")
+    (pending,) = v2["slices"]
+    assert pending["coverage"] == {"labelled": 0, "predicted": 2, "ratio": 0.0}
+    rows = truth["fraud-2"].set_index("id").loc[ids]
+    assert metric(pending, "accuracy")["estimated"] is True
+    assert metric(pending, "accuracy")["value"] == pytest.approx(
+        np.mean(np.maximum(rows.p1, 1 - rows.p1)), abs=1e-9)
