@@ -57,6 +57,12 @@ def _drift(args: argparse.Namespace) -> int:
     return command.main(args)
 
 
+def _quality(args: argparse.Namespace) -> int:
+    from ferry.quality import command
+
+    return command.main(args)
+
+
 def _approve(args: argparse.Namespace) -> int:
     """Record a human approval in the ModelVersion's spec (the Git-reviewable audit trail).
 
@@ -178,6 +184,13 @@ def build_parser(prog: str = "ferry") -> argparse.ArgumentParser:
     compare.add_argument("--out", help="write drift.json + drift.html to this dir or s3:// prefix")
     drift_actions.add_parser("monitor", help="one scheduled run, configured by FERRY_* env")
     drift.set_defaults(func=_drift)
+
+    quality = commands.add_parser(
+        "quality", help="the quality monitor: join labels with logged predictions, judge, report")
+    quality_actions = quality.add_subparsers(dest="action", required=True)
+    quality_actions.add_parser("run", help="one scheduled run, configured by FERRY_* env "
+                                           "(what a quality CronJob's pod runs)")
+    quality.set_defaults(func=_quality)
     from ferry.get_cli import add_command  # get infsvc|mv|tr|fp/NAME
     from ferry.rollout_cli import add_commands  # promote | abort | pause | resume infsvc/NAME
 

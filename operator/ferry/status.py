@@ -112,7 +112,8 @@ SPEC: Mapping[str, Announce] = {"Accepted": CHANGES}
 """Every kind: whether its spec is valid."""
 ANNOUNCED: Mapping[str, Mapping[str, Announce]] = {
     "InferenceService": {"ModelResolved": FAILURES, "FeaturesReady": FAILURES, "Ready": FAILURES,
-                         "TrafficRouted": FAILURES, "DriftMonitor": FAILURES},
+                         "TrafficRouted": FAILURES, "DriftMonitor": FAILURES,
+                         "QualityMonitor": FAILURES, "QualityHealthy": Announce(first_try=False)},
     "ModelVersion": {"GatesPassed": CHANGES, "Approved": CHANGES, "RegistryReachable": FAILURES,
                      "Registered": Announce(recovery=False,
                                             failures=frozenset({"RegistrationFailed"}))},

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -29,6 +29,19 @@ StringMap = Annotated[dict[str, Annotated[str, Field(max_length=4096)]], Field(m
 # Free-form Kubernetes structures Ferry passes through unchanged (affinity, probes, ...).
 FreeForm = Annotated[dict[str, Any], Field(json_schema_extra={
     "x-kubernetes-preserve-unknown-fields": True})]
+
+
+CRON_FIELDS = 5
+
+
+def check_cron(value: str) -> str:
+    """The apiserver accepts any string for a schedule; a wrong field count is caught on reconcile."""
+    if not value.startswith("@") and len(value.split()) != CRON_FIELDS:
+        raise ValueError(f"{value!r} is not a 5-field cron expression")
+    return value
+
+
+Cron = Annotated[str, Field(max_length=128), AfterValidator(check_cron)]
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> dict:

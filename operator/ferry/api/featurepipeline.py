@@ -6,13 +6,12 @@ from typing import Annotated, Literal
 
 from datetime import datetime
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ferry.api.common import (
-    OBJECT_STORE, ApiModel, Container, Duration, FerryStatus, Label, ObjectStoreRef, Rule, SecretRef,
+    OBJECT_STORE, ApiModel, Container, Cron, Duration, FerryStatus, Label, ObjectStoreRef, Rule, SecretRef,
     StatusModel, Text, immutable)
 
-CRON_FIELDS = 5
 S3_URI = r"^s3://[^/]+/.*$"
 Column = Annotated[str, Field(min_length=1, max_length=253)]
 
@@ -174,8 +173,7 @@ class FeaturePipelineSpec(ApiModel):
     feature_set: Annotated[Label, Field(json_schema_extra=immutable("featureSet"))]
     version: Annotated[Label, Field(description="Feature version, e.g. v2; immutable.",
                                     json_schema_extra=immutable("version"))]
-    schedule: Annotated[str, Field(max_length=128)] | None = Field(
-        None, description="Cron schedule; absent: run once.")
+    schedule: Cron | None = Field(None, description="Cron schedule; absent: run once.")
     time_zone: Annotated[str, Field(max_length=64)] | None = None
     suspend: bool = False
     concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Forbid"
@@ -189,13 +187,6 @@ class FeaturePipelineSpec(ApiModel):
         "Deprecated alias of objectStore.secretRef, read as objectStore when that is unset."))
     description: Text | None = None
 
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, value: str | None) -> str | None:
-        """The apiserver accepts any string here; a wrong field count is caught on reconcile."""
-        if value is not None and not value.startswith("@") and len(value.split()) != CRON_FIELDS:
-            raise ValueError(f"{value!r} is not a 5-field cron expression")
-        return value
 
 
 class RunRecord(StatusModel):

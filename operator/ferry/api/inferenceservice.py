@@ -1,4 +1,4 @@
-"""InferenceService: serving with rollouts, prediction logging and drift monitoring."""
+"""InferenceService: serving with rollouts, prediction logging, drift and quality monitoring."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from ferry.api.common import (
-    OBJECT_STORE, ApiModel, Duration, EnvVar, FerryStatus, FreeForm, Label, Name, ObjectStoreRef,
-    Probe, Resources, Rule, StatusModel, Toleration)
+    OBJECT_STORE, ApiModel, Cron, Duration, EnvVar, FerryStatus, FreeForm, Label, Name,
+    ObjectStoreRef, Probe, Resources, Rule, Slice, StatusModel, Toleration)
 
 Percent = Annotated[int, Field(ge=0, le=100)]
 
@@ -280,8 +280,101 @@ class DriftMonitor(ApiModel):
     on_drift: OnDrift | None = None
 
 
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "rocAuc", "logLoss",
+                          "calibrationError")
+REGRESSION_METRICS = ("mae", "rmse", "mape")
+OUTCOME = "outcome"
+"""The business metric's name (the mean of ``QualityMonitor.outcome``) in thresholds and status."""
+THRESHOLD_KEYS = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS, OUTCOME)
+QualityMetricName = Literal["accuracy", "precision", "recall", "f1", "rocAuc", "logLoss",
+                            "calibrationError", "mae", "rmse", "mape"]
+
+
+def _cel_list(names: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{name}'" for name in names) + "]"
+
+
+class QualityThreshold(ApiModel):
+    """The healthy range of one metric: below ``min`` or above ``max`` is Degraded."""
+
+    min: float | None = None
+    max: float | None = None
+
+
+class QualityMonitor(ApiModel):
+    """A scheduled join of the labels (feedback and label files under ``<prediction log>/labels/``)
+    with the predictions logged in the last ``window``, and the model's realized quality per
+    version and per slice.
+
+    A label counts when it became known within ``joinWindow`` after its prediction. A version or
+    slice with at least ``minLabels`` labelled rows reports realized metrics and is Degraded when
+    one leaves its ``thresholds`` range, else Healthy; with fewer it is Inconclusive and, for a
+    classifier that logs class probabilities, reports the CBPE estimate over the rows still
+    waiting for labels (``estimated: true``) where one exists."""
+
+    rules = (
+        Rule("!has(self.task) || !has(self.metrics) || self.task != 'regression' || self.metrics.all(m, m in "
+             f"{_cel_list(REGRESSION_METRICS)})",
+             "a regression task computes only mae, rmse and mape",
+             lambda q: q.task != "regression" or set(q.metrics) <= set(REGRESSION_METRICS)),
+        Rule("!has(self.task) || !has(self.metrics) || self.task != 'classification' || "
+             "self.metrics.all(m, m in "
+             f"{_cel_list(CLASSIFICATION_METRICS)})",
+             "a classification task computes no regression metrics",
+             lambda q: q.task != "classification" or set(q.metrics) <= set(CLASSIFICATION_METRICS)),
+        Rule(f"!has(self.thresholds) || self.thresholds.all(k, k in {_cel_list(THRESHOLD_KEYS)})",
+             "thresholds are keyed by a metric name or outcome",
+             lambda q: set(q.thresholds) <= set(THRESHOLD_KEYS)),
+        # Declared here, not on QualityThreshold: the apiserver names a map entry by its key.
+        Rule("!has(self.thresholds) || self.thresholds.all(k, has(self.thresholds[k].min) || "
+             "has(self.thresholds[k].max))", "a threshold sets min, max or both",
+             lambda q: all(t.min is not None or t.max is not None for t in q.thresholds.values())),
+        Rule("!has(self.thresholds) || self.thresholds.all(k, !has(self.thresholds[k].min) || "
+             "!has(self.thresholds[k].max) || self.thresholds[k].min <= self.thresholds[k].max)",
+             "a threshold's min must not exceed its max",
+             lambda q: all(t.min is None or t.max is None or t.min <= t.max
+                           for t in q.thresholds.values())),
+        Rule("!has(self.thresholds) || !('outcome' in self.thresholds) || has(self.outcome)",
+             "a threshold on outcome needs the outcome column",
+             lambda q: OUTCOME not in q.thresholds or q.outcome is not None),
+        Rule("!has(self.slices) || self.slices.all(a, self.slices.exists_one(b, b.name == a.name))",
+             "slice names must be unique",
+             lambda q: len({s.name for s in q.slices}) == len(q.slices)),
+    )
+
+    schedule: Cron = "0 * * * *"
+    window: Duration = Field("24h", description="Predictions logged in this long before the run.")
+    join_window: Duration = Field("7d", description=(
+        "How late a label may arrive after its prediction and still count."))
+    task: Literal["classification", "regression"] | None = Field(None, description=(
+        "Default: classification when the log has class probabilities (ferry_proba_*) or "
+        "non-float predictions, else regression."))
+    prediction_column: ColumnName = Field("prediction", description="The logged prediction.")
+    positive_class: Annotated[str, Field(max_length=253)] | None = Field(None, description=(
+        "Classification: the class precision, recall, F1, ROC AUC and calibration are about; "
+        "default: the greatest class seen (1 of 0/1)."))
+    metrics: Annotated[list[QualityMetricName], Field(max_length=16)] = Field([], description=(
+        "Reported metrics; default: every metric of the task. A metric with a threshold is "
+        "always reported."))
+    slices: Annotated[list[Slice], Field(max_length=20)] = []
+    outcome: ColumnName | None = Field(None, description=(
+        "A business outcome column (label files' extra column or a logged one, e.g. clicked); "
+        "its mean over the labelled rows is reported as the metric `outcome`."))
+    thresholds: Annotated[dict[str, QualityThreshold], Field(max_length=16)] = Field(
+        {}, description="Per metric name (or `outcome`): the healthy range.")
+    min_labels: Annotated[int, Field(ge=1)] = Field(
+        100, description="Fewer labelled rows in a version or slice: Inconclusive.")
+
+    def reported_metrics(self, task: str) -> list[str]:
+        """The task's metrics to report: those listed (default all) plus those with a threshold."""
+        chosen = self.metrics or list(REGRESSION_METRICS if task == "regression"
+                                      else CLASSIFICATION_METRICS)
+        return chosen + [name for name in self.thresholds if name != OUTCOME and name not in chosen]
+
+
 class Monitoring(ApiModel):
     drift: DriftMonitor | None = None
+    quality: QualityMonitor | None = None
 
 
 class Traffic(ApiModel):
@@ -442,6 +535,56 @@ class ExperimentStatus(StatusModel):
     variants: Annotated[list[VariantStatus], Field(max_length=5)] = []
 
 
+QualityVerdict = Literal["Healthy", "Degraded", "Inconclusive"]
+
+
+class QualityCoverage(StatusModel):
+    labelled: int = 0
+    predicted: int = 0
+    ratio: float | None = None
+
+
+class QualityMetricValue(StatusModel):
+    name: str
+    value: float | None = None
+    estimated: bool = Field(False, description=(
+        "A CBPE estimate over the rows still waiting for labels, not a realized value."))
+    message: str | None = Field(None, description="Why it is undefined, or the range it left.")
+
+
+class QualityGroup(StatusModel):
+    """One version, or one slice of a version."""
+
+    verdict: QualityVerdict
+    coverage: QualityCoverage = QualityCoverage()
+    metrics: list[QualityMetricValue] = []
+
+
+class QualitySlice(QualityGroup):
+    name: str
+
+
+class QualityVersion(QualityGroup):
+    version: str
+    slices: list[QualitySlice] = []
+    slices_omitted: int = 0
+
+
+class QualitySummary(StatusModel):
+    """Written by the quality monitor's pod (its own ServiceAccount may patch only this status)."""
+
+    last_run_at: str | None = None
+    run_id: str | None = None
+    window: str | None = None
+    join_window: str | None = None
+    task: str | None = None
+    verdict: QualityVerdict | None = None
+    message: str | None = None
+    versions: list[QualityVersion] = []
+    report_uri: str | None = None
+    html_report_uri: str | None = None
+
+
 class InferenceServiceStatus(FerryStatus):
     replicas: int | None = None
     selector: str | None = None
@@ -456,3 +599,4 @@ class InferenceServiceStatus(FerryStatus):
     drift: DriftSummary | None = None
     retrain: RetrainRecord | None = None
     experiment: ExperimentStatus | None = None
+    quality: QualitySummary | None = None

@@ -1,37 +1,28 @@
 """InferenceService ``spec.monitoring.drift`` → the drift monitor: a CronJob whose pod runs
-``ferry drift monitor``, plus the ServiceAccount, Role and RoleBinding it runs with.
+``ferry drift monitor``, plus the ServiceAccount, Role and RoleBinding it runs with
+(``builders.monitors``).
 
-Least privilege: the Role allows exactly one thing, ``patch`` on ``inferenceservices/status`` of
-this one InferenceService (``resourceNames``). The pod reads nothing else from the apiserver — the
-operator resolves the reference (the served ModelVersion's ``status.lineage.dataUri``) and passes
-it in as env. S3 credentials arrive by Secret reference, never through a spec: the
-InferenceService's ``spec.objectStore`` (or the operator's default) as ``envFrom``, and the serving
-pods' own ``AWS_*`` env entries through ``extra_env``.
+The pod's only API access is patching its InferenceService's status. The operator resolves the
+reference (the served ModelVersion's ``status.lineage.dataUri``) and passes it in as env. S3
+credentials arrive by Secret reference, never through a spec: the InferenceService's
+``spec.objectStore`` (or the operator's default) as ``envFrom``, and the serving pods' own
+``AWS_*`` env entries through ``extra_env``.
 """
 
 from __future__ import annotations
 
 from ferry.api.inferenceservice import InferenceServiceSpec
-from ferry.builders.labels import OWNER_UID, child_labels, owner_reference
+from ferry.builders.monitors import monitor_objects
 from ferry.builders.objectstore import object_store_env_from
 from ferry.drift.config import MonitorConfig
 
-KIND = "InferenceService"
-COMPONENT = "ferry.dev/component"
 COMPONENT_VALUE = "drift-monitor"
-RUN_AS_USER = 65532
-# The only writable path (the root filesystem is read-only). Not /tmp itself: a mount over /tmp
-# would also hide other volumes' sources on Ferry's local pod runner, whose state lives in /tmp.
 SCRATCH = "/tmp/ferry-drift"
 
 
 def monitor_name(infsvc_name: str) -> str:
     """CronJob/ServiceAccount/Role name; CronJob names must stay within 52 characters."""
     return f"{infsvc_name[:46]}-drift"
-
-
-def monitor_labels(infsvc_name: str, **extra: str) -> dict[str, str]:
-    return child_labels(KIND, infsvc_name, **{COMPONENT: COMPONENT_VALUE}, **extra)
 
 
 def build_drift_monitor(infsvc: dict, spec: InferenceServiceSpec, image: str,
@@ -61,16 +52,10 @@ def build_drift_monitor(infsvc: dict, spec: InferenceServiceSpec, image: str,
     if not reference:
         raise ValueError("spec.monitoring.drift needs a reference: the served ModelVersion has no "
                          "status.lineage.dataUri and spec.monitoring.drift.reference is not set")
-    name, namespace = infsvc["metadata"]["name"], infsvc["metadata"]["namespace"]
-    child = monitor_name(name)
-
-    def metadata() -> dict:
-        return {"name": child, "namespace": namespace, "labels": monitor_labels(name),
-                "ownerReferences": [owner_reference(infsvc)]}
-
     env = [
-        *MonitorConfig(inference_service=name, prediction_log_uri=prediction_log_uri,
-                       report_uri=report_uri, drift=drift, reference=reference).to_env(),
+        *MonitorConfig(inference_service=infsvc["metadata"]["name"],
+                       prediction_log_uri=prediction_log_uri, report_uri=report_uri, drift=drift,
+                       reference=reference).to_env(),
         {"name": "TMPDIR", "value": SCRATCH},  # S3 objects are spooled here (emptyDir)
         *(extra_env or []),
     ]
@@ -80,43 +65,6 @@ def build_drift_monitor(infsvc: dict, spec: InferenceServiceSpec, image: str,
         # One column at a time: ~1 GiB covers 1M-row windows (see the drift benchmark).
         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"},
                       "limits": {"memory": "1536Mi"}},
-        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "capabilities": {"drop": ["ALL"]}},
     }
-    pod = {
-        "metadata": {"labels": monitor_labels(name)},
-        "spec": {
-            "serviceAccountName": child,
-            "restartPolicy": "Never",
-            "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_USER,
-                                "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [container],
-            "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "4Gi"}}],
-        },
-    }
-    cron_job = {
-        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": metadata(),
-        "spec": {
-            "schedule": drift.schedule,
-            "concurrencyPolicy": "Forbid",
-            "startingDeadlineSeconds": 600,
-            "successfulJobsHistoryLimit": 3,
-            "failedJobsHistoryLimit": 3,
-            "jobTemplate": {
-                "metadata": {"labels": monitor_labels(name, **{OWNER_UID: infsvc["metadata"]["uid"]})},
-                "spec": {"backoffLimit": 1, "activeDeadlineSeconds": 3600, "template": pod}},
-        },
-    }
-    service_account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata()}
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": metadata(),
-        "rules": [{"apiGroups": ["ferry.dev"], "resources": ["inferenceservices/status"],
-                   "resourceNames": [name], "verbs": ["patch"]}],
-    }
-    role_binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": metadata(),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": child},
-        "subjects": [{"kind": "ServiceAccount", "name": child, "namespace": namespace}],
-    }
-    return [service_account, role, role_binding, cron_job]
+    return monitor_objects(infsvc, monitor_name(infsvc["metadata"]["name"]), COMPONENT_VALUE,
+                           drift.schedule, container, SCRATCH)

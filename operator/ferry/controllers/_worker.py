@@ -26,7 +26,7 @@ from ferry.adapters.kube import ChildRejected, Kube, NotLeading
 from ferry.adapters.s3 import ObjectStore
 from ferry.api import GROUP, VERSION, KindInfo
 from ferry.config import OperatorConfig
-from ferry.observability.metrics import PHASES, WORKQUEUE_DEPTH, track_reconcile
+from ferry.observability.metrics import PHASES, QUALITY, WORKQUEUE_DEPTH, track_reconcile
 from ferry.reconcilers.accept import rejected
 from ferry.reconcilers.outcome import Outcome
 
@@ -224,6 +224,7 @@ class Controllers:
         self.objects.pop(uid, None)
         self.queue.forget(uid)
         PHASES.forget(uid)
+        QUALITY.forget(uid)
 
     def start(self, ctx: Context) -> None:
         """Start the workers once, from inside a kopf handler: they inherit its context, which

@@ -90,8 +90,8 @@ def lineage(mv: dict | None) -> dict:
     return ((mv or {}).get("status") or {}).get("lineage") or {}
 
 
-async def delete_monitor(ctx: Context, namespace: str, name: str) -> None:
-    child = monitor_name(name)
+async def delete_monitor(ctx: Context, namespace: str, child: str) -> None:
+    """A monitor's children (``builders.monitors``), all named ``child``."""
     await ctx.kube.delete("batch/v1", "CronJob", namespace, child)
     await ctx.kube.delete("rbac.authorization.k8s.io/v1", "RoleBinding", namespace, child)
     await ctx.kube.delete("rbac.authorization.k8s.io/v1", "Role", namespace, child)
@@ -152,7 +152,7 @@ async def reconcile_monitoring(ctx: Context, infsvc: dict, spec: InferenceServic
     if spec.monitoring.drift is None:
         if find_condition(conditions, CONDITION) is None:
             return Monitoring({}, conditions)
-        await delete_monitor(ctx, namespace, name)
+        await delete_monitor(ctx, namespace, monitor_name(name))
         return Monitoring({}, [c for c in conditions if c.get("type") != CONDITION],
                           [Event("Normal", "DriftMonitorRemoved",
                                  f"spec.monitoring.drift removed: deleted {monitor_name(name)}")])

@@ -22,6 +22,7 @@ from ferry.builders.inferenceservice import (
     SERVICE_LABEL, Serving, build_children, deployment_name, selector_string, url)
 from ferry.controllers._worker import Context, register
 from ferry.controllers.drift import reconcile_monitoring
+from ferry.controllers.quality import reconcile_quality
 from ferry.reconcilers import analysis
 from ferry.reconcilers.accept import accept, rejected
 from ferry.reconcilers.experiment import not_served
@@ -282,6 +283,8 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
                                             stable["modelVersion"] if stable else None, status,
                                             conditions)
     conditions, events = monitoring.conditions, events + monitoring.events
+    quality = await reconcile_quality(ctx, dict(body), spec, serving, status, conditions)
+    conditions, events = quality.conditions, events + quality.events
     candidate = rollout.get("candidate")
     new_status = {
         **outcome.status,

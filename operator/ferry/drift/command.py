@@ -129,13 +129,14 @@ def monitor(env: dict[str, str] | None = None, now: datetime | None = None) -> i
     return 0
 
 
-def patch_status(namespace: str, name: str, summary: dict) -> None:
-    """Merge-patch ``status.drift`` with in-cluster credentials (the pod's ServiceAccount)."""
+def patch_status(namespace: str, name: str, summary: dict, field: str = "drift") -> None:
+    """Merge-patch ``status.<field>`` with in-cluster credentials (the pod's ServiceAccount; the
+    quality monitor's patches ``status.quality``)."""
     from kubernetes import client, config
 
     config.load_incluster_config()
     client.CustomObjectsApi().patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL, name, {"status": {"drift": summary}})
+        GROUP, VERSION, namespace, PLURAL, name, {"status": {field: summary}})
 
 
 def push_metrics(gateway: str, namespace: str, name: str, result: dict) -> None:

@@ -16,7 +16,7 @@ Three scopes:
 - leader rules: the election Lease (installed with the operator), in its own namespace.
 
 Server-side apply needs ``patch`` and, when it creates the object, ``create``. Where the operator
-creates Roles for its own pods (drift monitors patch ``inferenceservices/status``), RBAC lets it
+creates Roles for its own pods (drift and quality monitors patch ``inferenceservices/status``), RBAC lets it
 grant only what it holds itself; it holds that permission, so no ``bind``/``escalate`` is granted.
 """
 
@@ -59,8 +59,8 @@ WORKLOAD_RULES: tuple[Rule, ...] = (
     Rule("batch", ("jobs",), ("list", "watch", *APPLY),
          "FeaturePipeline/TrainingRun Jobs: applied, listed back, watched as children"),
     Rule("batch", ("cronjobs",), ("list", "watch", *APPLY, "delete"),
-         "scheduled FeaturePipelines and drift monitors: applied, deleted when the schedule or the "
-         "monitor is removed, watched"),
+         "scheduled FeaturePipelines, drift and quality monitors: applied, deleted when the "
+         "schedule or the monitor is removed, watched"),
     Rule("apps", ("deployments",), ("list", "watch", *APPLY, "delete"),
          "InferenceService Deployments (one per served version; retired ones deleted), watched"),
     Rule("autoscaling", ("horizontalpodautoscalers",), APPLY, "InferenceService autoscaling"),
@@ -71,10 +71,11 @@ WORKLOAD_RULES: tuple[Rule, ...] = (
     Rule("", ("services",), ("list", *APPLY, "delete"),
          "TrainingRun worker Service; InferenceService Services per version (retired ones deleted)"),
     Rule("", ("serviceaccounts",), (*APPLY, "delete"),
-         "the drift monitor's own ServiceAccount per InferenceService (deleted with the monitor)"),
+         "the drift and the quality monitor's own ServiceAccounts per InferenceService (deleted "
+         "with the monitor)"),
     Rule("rbac.authorization.k8s.io", ("roles", "rolebindings"), (*APPLY, "delete"),
-         "the drift monitor's Role (patch its InferenceService's status) and its binding, deleted "
-         "with the monitor; RBAC lets the operator grant that only because it holds "
+         "the drift and quality monitors' Roles (patch their InferenceService's status) and their "
+         "bindings, deleted with the monitor; RBAC lets the operator grant that only because it holds "
          "inferenceservices/status patch itself"),
     Rule("", ("events",), ("create",), "kopf.event: Events on every transition"),
 )

@@ -95,6 +95,42 @@ FRESHNESS = FeatureFreshness()
 REGISTRY.register(FRESHNESS)
 
 
+class ModelQuality:
+    """``ferry_model_quality{namespace,inferenceservice,version,slice,metric,estimated}``: each
+    InferenceService's last ``status.quality`` (slice ``""``: the whole version), replaced on every
+    reconcile and dropped with the service or its quality monitoring."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._samples: dict[str, list[tuple[tuple[str, ...], float]]] = {}
+
+    def set(self, uid: str, namespace: str, name: str, quality: dict | None) -> None:
+        from ferry.reconcilers.quality import samples
+
+        found = [((namespace, name, *labels), value) for labels, value in samples(quality)]
+        with self._lock:
+            self._samples[uid] = found
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            self._samples.pop(uid, None)
+
+    def collect(self):
+        family = GaugeMetricFamily(
+            "ferry_model_quality", "Model quality metric from the quality monitor's last run "
+            "(estimated=true: a CBPE estimate for rows still waiting for labels).",
+            labels=["namespace", "inferenceservice", "version", "slice", "metric", "estimated"])
+        with self._lock:
+            items = [sample for found in self._samples.values() for sample in found]
+        for labels, value in sorted(items):
+            family.add_metric(list(labels), value)
+        yield family
+
+
+QUALITY = ModelQuality()
+REGISTRY.register(QUALITY)
+
+
 @contextmanager
 def track_reconcile(kind: str):
     """Time one reconcile and count its outcome; exceptions are counted and re-raised."""

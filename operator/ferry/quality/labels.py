@@ -7,7 +7,8 @@ never sees them. Two writers:
 - ``POST /v2/models/{name}/feedback`` on ``ferry serve`` writes one Parquet object per accepted
   batch, ``labels/dt=YYYY-MM-DD-HH/feedback-<hostname>-<unixms>-<seq>.parquet``;
 - users drop files at any depth under the prefix: names ending ``.parquet`` or ``.csv`` (a header
-  row), with columns ``id``, ``label`` and optionally ``time``; other columns and files are ignored.
+  row), with columns ``id``, ``label`` and optionally ``time``; other files are ignored, and
+  so are other columns unless the caller keeps them (the quality monitor's ``outcome``).
 
 ``read_labels`` turns all of them into one table, the one the quality monitor joins on the
 prediction log's ``ferry_prediction_id``: ``id`` (string), ``label`` (the files' type; when the
@@ -49,9 +50,11 @@ class LabelObject:
     data: bytes
 
 
-def read_labels(uri: str, store=None) -> pa.Table:
-    """Every label file under ``uri`` (an ``s3://`` prefix or a local folder), merged."""
-    return latest([normalize(parse(item), item.name, item.modified) for item in list_objects(uri, store)])
+def read_labels(uri: str, store=None, keep: tuple[str, ...] = ()) -> pa.Table:
+    """Every label file under ``uri`` (an ``s3://`` prefix or a local folder), merged; ``keep``
+    names extra columns to carry along (a business outcome), null where a file lacks them."""
+    return latest([normalize(parse(item), item.name, item.modified, keep)
+                   for item in list_objects(uri, store)], keep)
 
 
 def list_objects(uri: str, store=None) -> list[LabelObject]:
@@ -85,8 +88,8 @@ def parse(item: LabelObject) -> pa.Table:
             from None
 
 
-def normalize(table: pa.Table, name: str, modified: datetime) -> pa.Table:
-    """A file's labels as the columns id (string), label, time (ms, UTC)."""
+def normalize(table: pa.Table, name: str, modified: datetime, keep: tuple[str, ...] = ()) -> pa.Table:
+    """A file's labels as the columns id (string), label, time (ms, UTC), then ``keep``."""
     for column in ("id", "label"):
         if column not in table.column_names:
             raise LabelFileError(f"{name}: no column {column!r} (found: {', '.join(table.column_names)})")
@@ -103,7 +106,9 @@ def normalize(table: pa.Table, name: str, modified: datetime) -> pa.Table:
         times = pc.fill_null(_times(table.column("time"), name), fallback)
     else:
         times = pa.chunked_array([pa.array(np.full(table.num_rows, fallback.value), TIME)])
-    return pa.table({"id": ids, "label": table.column("label"), "time": times})
+    extra = {column: table.column(column) if column in table.column_names else pa.nulls(table.num_rows)
+             for column in keep}
+    return pa.table({"id": ids, "label": table.column("label"), "time": times, **extra})
 
 
 def _times(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
@@ -126,11 +131,11 @@ def _first(mask: pa.ChunkedArray) -> int:
     return int(np.flatnonzero(mask.to_numpy(zero_copy_only=False))[0])
 
 
-def latest(tables: list[pa.Table]) -> pa.Table:
+def latest(tables: list[pa.Table], keep: tuple[str, ...] = ()) -> pa.Table:
     """Normalized tables (in key order) → one row per id, the latest time winning."""
     if not tables:
         return pa.table({"id": pa.array([], pa.string()), "label": pa.array([], pa.null()),
-                         "time": pa.array([], TIME)})
+                         "time": pa.array([], TIME), **{c: pa.array([], pa.null()) for c in keep}})
     try:
         merged = pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):

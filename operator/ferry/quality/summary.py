@@ -34,6 +34,8 @@ def summarize(joined: pa.Table, slices: Sequence[Slice] = (), *, task: str | Non
               positive=None, outcome: str | None = None, max_slices: int = MAX_SLICES) -> dict:
     """``{"versions": [{"version", "coverage", "realized", "estimated", "business", "slices"}]}``."""
     task = task or task_of(joined)
+    if task == "classification" and positive is None:
+        positive = default_positive(joined)
     shown = list(slices)[:max_slices]
     # Only what is counted travels through the filters below (ids and times are the bulk).
     joined = joined.drop_columns([c for c in ("timestamp", "label_time") if c in joined.column_names])
@@ -48,6 +50,17 @@ def summarize(joined: pa.Table, slices: Sequence[Slice] = (), *, task: str | Non
     return {"task": task, "versions": versions}
 
 
+def default_positive(joined: pa.Table):
+    """The greatest class among all labels and predictions, chosen once for every version and
+    slice, so a part without labels (all pending) still gets its estimate."""
+    labels = joined.column("label").drop_null().to_numpy(zero_copy_only=False)
+    predictions = joined.column("prediction").drop_null().to_numpy(zero_copy_only=False)
+    if not predictions.size:
+        return None
+    seen = np.unique(np.concatenate(metrics.comparable(labels, predictions)))
+    return seen[-1].item()
+
+
 def _part(rows: pa.Table, task: str, positive, outcome: str | None) -> dict:
     labelled_mask = pc.is_valid(rows.column("label"))
     labelled, pending = rows.filter(labelled_mask), rows.filter(pc.invert(labelled_mask))
@@ -58,9 +71,6 @@ def _part(rows: pa.Table, task: str, positive, outcome: str | None) -> dict:
     if task == "regression":
         part["realized"] = _dump(metrics.regression(label, prediction))
     else:
-        if positive is None:
-            seen = np.unique(np.concatenate(metrics.comparable(label, prediction)))
-            positive = seen[-1].item() if seen.size else None
         part["realized"] = _dump(metrics.classification(label, prediction, probabilities, positive))
         key = metrics.class_name(positive, list(probabilities)) if positive is not None else None
         if key is not None:
