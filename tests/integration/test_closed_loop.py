@@ -14,10 +14,10 @@ from ferry.examples import data as synthetic
 from ferry.reconcilers.retrain import FEATURES_ANNOTATION, REPORT_ANNOTATION
 from support.objects import apply_manifests, get_resource
 from support.serving import service_address
+from support.rollouts import event_reasons
 from support.waiting import wait_for
 from test_drift_monitor import job_finished, pod_log
 from test_example_trainer import credentials, example_run, features, phase
-from test_inferenceservice import event_reasons
 
 __all__ = ["features"]  # the fixture: synthetic transactions in S3
 

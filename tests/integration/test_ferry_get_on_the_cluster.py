@@ -8,9 +8,7 @@ import sys
 
 from support.objects import apply_manifests
 from support.waiting import wait_for
-from test_inferenceservice import healthy_on, inference_service, model_version, registered, runs
-
-__all__ = ["runs"]  # the module fixture with the MLflow models
+from support.rollouts import healthy_on, inference_service, model_version, registered
 
 
 def ferry_get(cluster, namespace, target):
