@@ -39,7 +39,7 @@ node: $(INSTALLED) system-deps
 image: $(INSTALLED) system-deps
 	$(BIN)/python -m ferry_dev.image
 
-# Helm, built from its Go module into ~/.cache/ferry/bin/helm-<HELM_VERSION>/ (pins.env).
+# Helm, built from its Go module into ~/.cache/ferry/bin/helm-<HELM_VERSION>/, and the Gateway API CRDs (pins.env).
 helm: $(INSTALLED)
 	$(BIN)/python -m ferry_dev.tools
 

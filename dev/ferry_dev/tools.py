@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from ferry_dev.controlplane import cache_root, read_pins
+from ferry_dev.netns import host_command
 
 HELM_MODULE = "helm.sh/helm/v3"
 CHART_DIR = Path(__file__).resolve().parents[2] / "charts" / "ferry"
@@ -54,7 +55,8 @@ def ensure_helm() -> Path:
     command, env = helm_build_command(version, target)
     print(f"building helm {version} into {target}", file=sys.stderr)
     start = time.monotonic()
-    subprocess.run(command, check=True, env={**os.environ, **env})
+    argv, _ = host_command(command)  # a test session's namespace has no route to the module proxy
+    subprocess.run(argv, check=True, env={**os.environ, **env})
     (target / ".complete").write_text(f"built in {time.monotonic() - start:.0f}s\n")
     return helm
 
@@ -76,10 +78,12 @@ GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
 
 def gateway_api_crds(version: str | None = None, channel: str = "standard") -> list[Path]:
     """The Gateway API's own CRD files of ``version`` (default: the pin) and ``channel``, from its
-    Go module (downloaded into the module cache once; nothing is built)."""
+    Go module (downloaded into the module cache once; nothing is built). The download goes out
+    through the machine's own network: a test session runs inside the harness's namespace,
+    which has no route to the module proxy."""
     version = version or read_pins()["GATEWAY_API_VERSION"]
-    found = subprocess.run(["go", "mod", "download", "-json", f"{GATEWAY_API_MODULE}@{version}"],
-                           capture_output=True, text=True, cwd=cache_root(),
+    argv, _ = host_command(["go", "mod", "download", "-json", f"{GATEWAY_API_MODULE}@{version}"])
+    found = subprocess.run(argv, capture_output=True, text=True, cwd=cache_root(),
                            env=os.environ | {"GOTOOLCHAIN": "local"})
     if found.returncode != 0:
         raise RuntimeError(f"go mod download {GATEWAY_API_MODULE}@{version}: "
@@ -100,4 +104,6 @@ def render_chart(*flags: str, release: str = "ferry", namespace: str = "ferry-sy
 
 
 if __name__ == "__main__":
+    # ``make helm``: the Gateway API's CRDs are fetched here too, so tests only read the cache.
     print(ensure_helm())
+    print(gateway_api_crds()[0].parent)
