@@ -45,6 +45,9 @@ class OperatorConfig(BaseModel):
         16, description="Objects reconciled at once (one work queue for every kind).")
     kube_workers: int = 8
     mlflow_workers: int = 4
+    mlflow_admission_seconds: float | None = Field(
+        2.0, gt=0, description=("How long a reconcile waits for a free MLflow thread before it "
+                                "gives its worker back and comes again (none: no limit)."))
     s3_workers: int = 4
     prometheus_workers: int = 2
 

@@ -236,3 +236,54 @@ def test_a_new_training_run_is_accepted_before_any_mlflow_call():
     assert (accepted["type"], accepted["status"], outcome.status["observedGeneration"]) == \
         ("Accepted", "True", 1)
     assert outcome.requeue_after == trainingrun.ACKNOWLEDGED_REQUEUE
+
+
+def test_a_call_that_waits_past_its_pools_admission_raises_dependency_busy_and_frees_nothing():
+    import asyncio
+    import threading
+
+    from ferry.adapters.executors import DependencyBusy, Executors
+    from ferry.config import OperatorConfig
+
+    executors = Executors(OperatorConfig(mlflow_workers=1, mlflow_admission_seconds=0.2))
+    release = threading.Event()
+
+    async def scenario():
+        holding = asyncio.create_task(executors.run("mlflow", release.wait, 5))
+        await asyncio.sleep(0.05)  # let it take the only thread
+        with pytest.raises(DependencyBusy, match="every mlflow thread stayed busy for 0.2s"):
+            await executors.run("mlflow", lambda: "second")
+        release.set()
+        assert await holding is True
+        assert await executors.run("mlflow", lambda: "third") == "third"  # the slot came back
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        executors.shutdown()
+
+
+def test_a_busy_dependency_defers_the_reconcile_without_backoff_event_or_status(monkeypatch):
+    import asyncio
+    from types import SimpleNamespace
+
+    import kopf
+
+    from ferry.adapters.executors import DependencyBusy
+    from ferry.api import KINDS
+    from ferry.controllers._worker import BUSY_RETRY_SECONDS, RECONCILERS, Context, Controllers, Tracked
+
+    async def reconcile(ctx, body):
+        raise DependencyBusy("mlflow", 2.0)
+
+    posted = []
+    monkeypatch.setitem(RECONCILERS, "TrainingRun", reconcile)
+    monkeypatch.setattr(kopf, "event", lambda body, **event: posted.append(event))
+    controllers = Controllers()
+    body = {"metadata": {"uid": "u1", "namespace": "ns", "name": "r", "generation": 1}}
+    controllers.objects["u1"] = Tracked(KINDS["TrainingRun"], body, failures=0)
+    ctx = Context(config=SimpleNamespace(resync_seconds=60), kube=None, store=None)
+
+    assert asyncio.run(controllers._reconcile(ctx, "u1")) == BUSY_RETRY_SECONDS
+    assert controllers.objects["u1"].failures == 0
+    assert posted == []

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import kopf
 
+from ferry.adapters.executors import DependencyBusy
 from ferry.adapters.kube import ChildRejected, Kube, NotLeading
 from ferry.adapters.s3 import ObjectStore
 from ferry.api import GROUP, VERSION, KindInfo
@@ -32,6 +33,7 @@ from ferry.reconcilers.outcome import Outcome
 
 MAX_BACKOFF = 300.0
 NOT_LEADING_RETRY_SECONDS = 1.0
+BUSY_RETRY_SECONDS = 2.0
 log = logging.getLogger("ferry.controllers")
 
 
@@ -265,6 +267,9 @@ class Controllers:
         except NotLeading as error:  # the process stops soon (lost) or renews (a short lapse)
             logger.warning("not written: %s", error)
             return NOT_LEADING_RETRY_SECONDS
+        except DependencyBusy as error:  # not a failure: no backoff, no Event, come again soon
+            logger.debug("deferred: %s", error)
+            return BUSY_RETRY_SECONDS
         except ChildRejected as error:  # the spec builds a child the apiserver refuses
             tracked.failures += 1
             delay = backoff(tracked.failures, ctx.config.resync_seconds)
