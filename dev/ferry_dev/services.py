@@ -7,7 +7,8 @@
   Debian's is built without it), which discovers annotated pods through the apiserver, and the
   Pushgateway from Debian; the config also scrapes targets callers list in a file_sd file.
 
-``python -m ferry_dev.services --ensure-packages`` installs the Debian packages when missing.
+``python -m ferry_dev.services --ensure-packages`` installs the Debian packages when missing and
+builds Prometheus, so that no test session has to download anything.
 """
 
 from __future__ import annotations
@@ -38,13 +39,15 @@ DEV_DIR = Path(__file__).resolve().parent
 
 
 def ensure_prometheus() -> Path:
-    """The Prometheus binary for the pinned version, built once into the cache."""
+    """The Prometheus binary for the pinned version, built once into the cache (``make setup``
+    does it up front; a build from inside a test session goes out through the machine's network)."""
     from ferry_dev.controlplane import cache_root, read_pins
 
     binary = cache_root() / "bin" / f"prometheus-{read_pins()['PROMETHEUS_VERSION']}" / "prometheus"
     if not binary.exists():
         print(f"building Prometheus into {binary.parent}", file=sys.stderr)
-        subprocess.run(["bash", str(DEV_DIR / "build-prometheus.sh")], check=True)
+        argv, fds = host_command(["bash", str(DEV_DIR / "build-prometheus.sh")])
+        subprocess.run(argv, check=True, pass_fds=fds)
     return binary
 
 
@@ -337,14 +340,15 @@ class DevServices:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Ferry's local services")
     parser.add_argument("--ensure-packages", action="store_true",
-                        help="install Prometheus, the Pushgateway and the real node's runc, CNI "
-                             "plugins, iptables and image tools from Debian when missing")
+                        help="install the Pushgateway and the real node's runc, CNI plugins, "
+                             "iptables and image tools from Debian when missing; build Prometheus")
     args = parser.parse_args(argv)
     if args.ensure_packages:
         from ferry_dev.node import DEBIAN_PACKAGES as NODE_PACKAGES
 
         installed = ensure_debian_packages(DEBIAN_PACKAGES | NODE_PACKAGES)
         print(f"installed: {', '.join(installed)}" if installed else "Debian packages present")
+        print(f"prometheus: {ensure_prometheus()}")
     return 0
 
 
