@@ -100,7 +100,12 @@ async def _operate(config: OperatorConfig, api_client: client.ApiClient, stop: t
 
     heartbeat = asyncio.create_task(_heartbeat(health))
     try:
-        await kopf.operator(
+        # kopf.operator() is spawn_tasks + run_tasks; split here because spawn_tasks gives SIGTERM
+        # and SIGINT to kopf's own flag, which stops kopf but not Ferry's: the Lease would only be
+        # handed over once kopf had wound down (seconds under load). Signals set Ferry's flag
+        # instead, which kopf stops on too.
+        existing = set(asyncio.all_tasks())
+        tasks = await kopf.spawn_tasks(
             standalone=True,
             clusterwide=not config.namespaces,
             namespaces=config.namespaces,
@@ -110,8 +115,12 @@ async def _operate(config: OperatorConfig, api_client: client.ApiClient, stop: t
             # passwd entry (65532 here, random uids on OpenShift) does not have: it crashes.
             identity=f"ferry@{socket.gethostname()}/{os.getpid()}",
         )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await kopf.run_tasks(tasks, ignored=existing)
     finally:
-        stop.set()  # kopf may have stopped on its own signal handler: release its flag waiter
+        stop.set()  # kopf may have stopped on its own (a root task failed): release its flag waiter
         heartbeat.cancel()
         executors.shutdown()
 
