@@ -22,7 +22,10 @@ from pathlib import Path
 NETNS_DIR = Path("/run/netns")
 NODE_INTERFACE = "ferry0"
 NODE_IP = "10.240.0.1"
-POD_CIDR = "10.244.0.0/24"
+# host-local hands addresses out in turn and wraps at the range's end, which a /24 did within one
+# suite: a new pod at a deleted pod's address can be unreachable until the node's neighbour entry
+# for it is renewed. A /16 never wraps in a session.
+POD_CIDR = "10.244.0.0/16"
 SERVICE_CIDR = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
 DNS_SERVICE_IP = "10.96.0.10"
