@@ -46,21 +46,24 @@ def _crds(args: argparse.Namespace) -> int:
 
 
 def _features(args: argparse.Namespace) -> int:
+    from ferry import podexit
     from ferry.features import job
 
-    return job.main([args.action])
+    return podexit.run(lambda: job.main([args.action]))
 
 
 def _drift(args: argparse.Namespace) -> int:
+    from ferry import podexit
     from ferry.drift import command
 
-    return command.main(args)
+    return podexit.run(lambda: command.main(args))
 
 
 def _quality(args: argparse.Namespace) -> int:
+    from ferry import podexit
     from ferry.quality import command
 
-    return command.main(args)
+    return podexit.run(lambda: command.main(args))
 
 
 def _approve(args: argparse.Namespace) -> int:

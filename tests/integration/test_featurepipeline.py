@@ -87,6 +87,27 @@ def test_sql_pipeline_publishes_and_a_bad_run_keeps_latest(cluster, namespace, o
     assert "ExpectationsFailed" in events
 
 
+def test_a_wrong_secret_key_is_reported_as_access_denied_and_not_retried(
+        cluster, namespace, operator, raw_data):
+    """S3 refuses the pipeline's credentials: the run fails at once (no retry fixes a wrong
+    Secret) and Validated says S3 refused them, with a Warning Event."""
+    wrong = raw_data | {"AWS_SECRET_ACCESS_KEY": "not-the-secret-key"}
+    apply_manifests(cluster, secret(namespace, wrong),
+                    pipeline(namespace, "tx", transform=sql_transform(namespace)))
+    refused = wait_for(lambda: (o := get(cluster, namespace, "tx")) and
+                       condition(o, "Validated").get("status") == "False" and o,
+                       timeout=120, message="Validated=False for the refused run")
+    validated = condition(refused, "Validated")
+    assert validated["reason"] == "ObjectStoreAccessDenied", validated
+    assert "objectStore.secretRef" in validated["message"], validated
+    assert refused["status"]["phase"] == "Failed"
+    pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+    assert len(pods) == 1, "failed at once, not retried up to the backoff limit"
+    events = cluster.kubectl("get", "events", "-n", namespace,
+                             "--field-selector", "reason=ObjectStoreAccessDenied").stdout
+    assert "ObjectStoreAccessDenied" in events
+
+
 def test_scheduled_pipeline_creates_a_cronjob(cluster, namespace, operator, raw_data):
     apply_manifests(cluster, secret(namespace, raw_data),
           pipeline(namespace, "hourly", transform=sql_transform(namespace), schedule="0 * * * *",

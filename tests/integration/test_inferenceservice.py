@@ -421,6 +421,41 @@ def test_blue_green_previews_switches_atomically_and_rolls_back_instantly(
     assert "SwitchedBack" in event_reasons(cluster, namespace, "web")
 
 
+# --- scaling ----------------------------------------------------------------------------------
+
+
+def serving_pods(cluster, namespace: str, name: str) -> list[str]:
+    pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l",
+                                      f"ferry.dev/inferenceservice={name}", "-o", "json").stdout)
+    return [pod["metadata"]["name"] for pod in pods["items"]]
+
+
+def test_scaling_in_under_load_loses_no_request(cluster, namespace, operator, scraped, runs):
+    """Autoscaling bounds lowered from 3 to 1 under load: two of three serving pods go away (the
+    HPA and the operator both clamp to the new maximum) and not one request fails."""
+    model = f"scale-{namespace}"
+    apply_manifests(cluster, model_version(namespace, "s-1", model, runs["double"]))
+    registered(cluster, namespace, "s-1", "1")
+    apply_manifests(cluster, inference_service(namespace, "api", {"modelVersion": "s-1"},
+                                               autoscaling={"minReplicas": 3, "maxReplicas": 3}))
+    healthy_on(cluster, namespace, "api", "s-1")
+    wait_for(lambda: len(endpoint_addresses(cluster.api_client, namespace, "api")) == 3,
+             timeout=120, message="three ready endpoints")
+    with Traffic(cluster.api_client, namespace, "api") as traffic:
+        wait_for(lambda: len(traffic.answers) > 50, timeout=30, message="traffic flows")
+        patch_spec(cluster, namespace, "api", {"autoscaling": {"minReplicas": 1, "maxReplicas": 1}})
+        wait_for(lambda: len(serving_pods(cluster, namespace, "api")) == 1, timeout=120,
+                 message="two of the three pods gone")
+        settled = time.monotonic()
+        wait_for(lambda: len(traffic.since(settled)) > 50, timeout=30, message="traffic after")
+    assert len(endpoint_addresses(cluster.api_client, namespace, "api")) == 1
+    assert not traffic.lost(), f"requests lost while scaling in: {traffic.lost()[:10]}"
+    assert {a.code for a in traffic.answers} == {200}
+    assert get_resource(cluster, namespace, "hpa", "api")["spec"]["maxReplicas"] == 1
+    print(f"scale-in: {len(traffic.answers)} requests at {traffic.rate():.0f} req/s, "
+          f"{len(traffic.lost())} lost")
+
+
 # --- HTTPRoute ---------------------------------------------------------------------------------
 
 

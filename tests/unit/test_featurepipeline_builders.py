@@ -6,6 +6,7 @@ from ferry.api import parse_spec
 from ferry.builders.featurepipeline import FeatureSettings, build_child, run_once_job_name
 from ferry.features import layout
 from ferry.features.config import JobConfig
+from ferry import podexit
 from ferry.podenv import MissingEnv
 from support.podenv import kubelet_env
 
@@ -37,10 +38,11 @@ def test_run_once_pipeline_is_a_job_named_by_its_spec():
     assert job["metadata"]["labels"]["ferry.dev/featurepipeline"] == "transactions-v2"
 
 
-def test_job_fails_at_once_on_rejected_output_and_ignores_disruptions():
+def test_job_fails_at_once_on_rejected_output_or_refused_credentials_and_ignores_disruptions():
     job_spec = build_child(OWNER, spec(), SETTINGS)["spec"]
     rules = job_spec["podFailurePolicy"]["rules"]
-    assert rules[0] == {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [3]}}
+    assert rules[0] == {"action": "FailJob", "onExitCodes": {
+        "containerName": "features", "operator": "In", "values": [3, podexit.EXIT_CODE]}}
     assert rules[1]["onPodConditions"] == [{"type": "DisruptionTarget"}]
     assert job_spec["template"]["spec"]["restartPolicy"] == "Never"
 
@@ -68,7 +70,10 @@ def test_container_transform_runs_first_then_ferry_validates():
         "transform": {"container": {"image": "mine:1", "command": ["compute"],
                                     "env": [{"name": "DEPTH", "value": "3"}],
                                     "resources": {"cpu": "2"}}}})
-    pod = build_child(OWNER, custom, SETTINGS)["spec"]["template"]["spec"]
+    job = build_child(OWNER, custom, SETTINGS)["spec"]
+    pod = job["template"]["spec"]
+    # The user's exit codes keep their meaning: only Ferry's container fails the Job at once.
+    assert job["podFailurePolicy"]["rules"][0]["onExitCodes"]["containerName"] == "validate"
     transform = pod["initContainers"][0]
     assert transform["image"] == "mine:1" and transform["command"] == ["compute"]
     assert env(transform)["DEPTH"] == "3" and "FERRY_OUTPUT_URI" in env(transform)

@@ -95,6 +95,16 @@ def test_a_crashed_run_without_result_is_run_failed():
     assert "BackoffLimitExceeded" in cond(fields, "Validated")["message"]
 
 
+def test_a_run_refused_by_s3_says_so_instead_of_run_failed():
+    refused = ("ObjectStoreAccessDenied", "S3 refused the credentials (InvalidAccessKeyId)")
+    fields, events, _ = run(Observed([job("r3", "Failed")], None, {}, NOW, reported={"r3": refused}))
+    validated = cond(fields, "Validated")
+    assert (validated["status"], validated["reason"]) == ("False", "ObjectStoreAccessDenied")
+    assert "r3" in validated["message"] and "InvalidAccessKeyId" in validated["message"]
+    assert any(e.reason == "ObjectStoreAccessDenied" for e in events)
+    assert fields["phase"] == "Failed"
+
+
 def test_old_output_is_stale():
     fields, _, requeue = run(Observed([job("r1", "Succeeded")], latest("r1", timedelta(hours=2)),
                                       {"r1": result("r1")}, NOW))

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ferry import podexit
 from ferry.api.common import ObjectStoreRef, duration_seconds
 from ferry.api.featurepipeline import FeaturePipelineSpec
 from ferry.builders.labels import OWNER_UID, child_labels, owner_reference
@@ -15,7 +16,8 @@ from ferry.features.config import JobConfig
 
 KIND = "FeaturePipeline"
 BACKFILL_LABEL = "ferry.dev/backfill"
-REJECTED_EXIT_CODE = 3  # ferry.features.job.REJECTED: bad output is not retried
+REJECTED_EXIT_CODE = 3  # ferry.features.job.REJECTED: bad output is not retried (nor is a
+# failure ferry.podexit names: a wrong Secret)
 
 
 @dataclass(frozen=True)
@@ -110,14 +112,18 @@ def pod_template(name: str, spec: FeaturePipelineSpec, settings: FeatureSettings
 
 def job_spec(name: str, spec: FeaturePipelineSpec, settings: FeatureSettings,
              interval: tuple[str, str] | None = None) -> dict:
+    template = pod_template(name, spec, settings, interval)
+    # Ferry's own container only: a user's transform container keeps its exit codes to itself.
+    (ferry_container,) = template["spec"]["containers"]
     return {
         "backoffLimit": 2,
         "podFailurePolicy": {"rules": [
-            {"action": "FailJob", "onExitCodes": {"operator": "In",
-                                                  "values": [REJECTED_EXIT_CODE]}},
+            {"action": "FailJob", "onExitCodes": {
+                "containerName": ferry_container["name"], "operator": "In",
+                "values": [REJECTED_EXIT_CODE, podexit.EXIT_CODE]}},
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
         ]},
-        "template": pod_template(name, spec, settings, interval),
+        "template": template,
     }
 
 

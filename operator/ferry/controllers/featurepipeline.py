@@ -11,6 +11,7 @@ from datetime import datetime, UTC
 
 import kopf
 
+from ferry import podexit
 from ferry.adapters.s3 import ObjectStoreUnavailable
 from ferry.api import GROUP, KINDS, VERSION
 from ferry.builders.featurepipeline import (
@@ -22,7 +23,7 @@ from ferry.reconcilers.accept import accept
 from ferry.reconcilers.features import consumers, published
 from ferry.observability.metrics import FRESHNESS
 from ferry.reconcilers.featurepipeline import (
-    POLL_WHILE_RUNNING, Observed, backfill_plan, decide, job_state, parse_time)
+    POLL_WHILE_RUNNING, Observed, backfill_plan, decide, job_state, newest, parse_time)
 from ferry.reconcilers.outcome import Outcome
 from ferry.reconcilers.usage import deletion_blocked_event, in_use_condition, users
 from ferry.status import ANNOUNCED, make_condition, set_condition, transitions
@@ -91,7 +92,8 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
     status = outcome.status
     fields, events, requeue = decide(
         spec, {**dict(body.get("status") or {}), **status}, body.metadata["generation"],
-        Observed(jobs=jobs, latest=latest, results=results, now=datetime.now(UTC)))
+        Observed(jobs=jobs, latest=latest, results=results, now=datetime.now(UTC),
+                 reported=await reported_failures(ctx, namespace, jobs, results)))
     found = await current_users(ctx, namespace, name)
     fields["conditions"] = set_condition(fields["conditions"],
                                          in_use_condition(found, body.metadata["generation"]))
@@ -116,6 +118,23 @@ def store_unavailable(body: kopf.Body, outcome: Outcome, error: str) -> Outcome:
     events = transitions((body.get("status") or {}).get("conditions"), conditions, ANNOUNCED[INFO.kind])
     return Outcome(status={**outcome.status, "conditions": conditions},
                    events=outcome.events + events, requeue_after=STORE_RETRY)
+
+
+async def reported_failures(ctx: Context, namespace: str, jobs: list[dict],
+                            results: dict[str, dict]) -> dict[str, tuple[str, str]]:
+    """The cause the newest failed run's pods named, when it left no result to explain it."""
+    failed = newest([j for j in jobs if job_state(j) != "Running"])
+    if failed is None or job_state(failed) != "Failed" or failed["metadata"]["name"] in results:
+        return {}
+    run_id = failed["metadata"]["name"]
+    pods = await ctx.kube.list("v1", "Pod", namespace, f"batch.kubernetes.io/job-name={run_id}")
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            state = (container.get("state") or {}) | (container.get("lastState") or {})
+            cause = podexit.reported((state.get("terminated") or {}).get("message"))
+            if cause:
+                return {run_id: cause}
+    return {}
 
 
 async def current_users(ctx: Context, namespace: str, name: str) -> list[str]:

@@ -67,7 +67,8 @@ WORKLOAD_RULES: tuple[Rule, ...] = (
     Rule("policy", ("poddisruptionbudgets",), APPLY, "InferenceService disruption budget"),
     Rule("gateway.networking.k8s.io", ("httproutes",), APPLY,
          "InferenceService traffic split (canary weights) through the Gateway API"),
-    Rule("", ("pods",), ("list",), "TrainingRun reads its workers' pods for scheduling/OOM reasons"),
+    Rule("", ("pods",), ("list",), "TrainingRun reads its workers' pods for scheduling/OOM reasons; "
+         "FeaturePipeline reads why a failed run's pod stopped"),
     Rule("", ("services",), ("list", *APPLY, "delete"),
          "TrainingRun worker Service; InferenceService Services per version (retired ones deleted)"),
     Rule("", ("serviceaccounts",), (*APPLY, "delete"),

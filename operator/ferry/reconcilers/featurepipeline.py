@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from ferry.api.common import duration_seconds
@@ -19,6 +19,8 @@ class Observed:
     latest: dict | None           # latest.json of the version: the published output
     results: dict[str, dict]      # run id -> _result.json of finished runs
     now: datetime
+    reported: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """run id -> (reason, message) a failed run's pod wrote (``ferry.podexit``)."""
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -52,11 +54,17 @@ def run_record(job: dict, result: dict | None) -> dict:
     return {k: v for k, v in record.items() if v is not None}
 
 
-def validation(job: dict | None, result: dict | None, generation: int):
-    """The Validated condition for the newest finished run."""
+def validation(job: dict | None, result: dict | None, generation: int,
+               reported: tuple[str, str] | None = None):
+    """The Validated condition for the newest finished run; a run that failed for a cause its pod
+    named (S3 refusing the credentials) gets that cause as the reason."""
     if job is None:
         return make_condition("Validated", "Unknown", "NoRunYet", "No run has finished yet.",
                               generation)
+    if result is None and reported is not None:
+        reason, message = reported
+        return make_condition("Validated", False, reason,
+                              f"Run {job['metadata']['name']} failed: {message}", generation)
     if result is None:
         failure = next((c.get("message", "") for c in job.get("status", {}).get("conditions", [])
                         if c["type"] == "Failed"), "")
@@ -121,7 +129,8 @@ def decide(spec: FeaturePipelineSpec, status: dict, generation: int,
             {"expectation": c["expectation"], "passed": c["passed"], "observed": c["observed"]}
             for c in last_result["expectations"]]
 
-    conditions = set_condition(conditions, validation(last_finished, last_result, generation))
+    cause = observed.reported.get(last_finished["metadata"]["name"]) if last_finished else None
+    conditions = set_condition(conditions, validation(last_finished, last_result, generation, cause))
     fresh, stale_in = freshness(spec, latest, observed.now, generation)
     if fresh is not None:
         conditions = set_condition(conditions, fresh)
