@@ -66,6 +66,18 @@ def _quality(args: argparse.Namespace) -> int:
     return podexit.run(lambda: command.main(args))
 
 
+def _target(target: str, kind: str, usage: str) -> str | None:
+    """The name in ``kind/NAME``, or None once the mistake and the usage are printed."""
+    from ferry.targets import TargetError, parse_target
+
+    try:
+        return parse_target(target, (kind,))[1]
+    except TargetError as error:
+        command = usage.split()[1]
+        print(f"ferry {command}: {error}\nusage: {usage}", file=sys.stderr)
+        return None
+
+
 def _approve(args: argparse.Namespace) -> int:
     """Record a human approval in the ModelVersion's spec (the Git-reviewable audit trail).
 
@@ -75,13 +87,10 @@ def _approve(args: argparse.Namespace) -> int:
     """
     from kubernetes import client
 
-    from ferry.targets import TargetError, connect, parse_target
+    from ferry.targets import connect
 
-    try:
-        _, name = parse_target(args.target, ("ModelVersion",))
-    except TargetError as error:
-        print(f"ferry approve: {error}\nusage: ferry approve mv/NAME [--by WHO] [--comment TEXT]",
-              file=sys.stderr)
+    name = _target(args.target, "ModelVersion", "ferry approve mv/NAME [--by WHO] [--comment TEXT]")
+    if name is None:
         return 2
     api_client, namespace = connect(args.kubeconfig, args.namespace)
     identity = client.AuthenticationV1Api(api_client).create_self_subject_review(
@@ -106,6 +115,42 @@ def _approve(args: argparse.Namespace) -> int:
         print(f"ferry approve: modelversion.ferry.dev/{name} not approved: {reason}", file=sys.stderr)
         return 1
     print(f"modelversion.ferry.dev/{name} approved by {approver}")
+    return 0
+
+
+def retrain_patch(reason: str | None, now, token: str) -> dict:
+    """The merge patch that asks ``spec.retrainPolicy`` for one more run: a fresh id (the UTC time
+    plus ``token``, random) is what makes it a new on-demand trigger; Git can write the same."""
+    demand = {"id": f"{now.strftime('%Y%m%dT%H%M%SZ')}-{token}",
+              **({"reason": reason} if reason else {})}
+    return {"spec": {"retrainPolicy": {"triggers": {"onDemand": demand}}}}
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    """Retrain an InferenceService's model now, through ``spec.retrainPolicy`` and its gates."""
+    import secrets
+    from datetime import UTC, datetime
+
+    from kubernetes import client
+
+    from ferry.targets import connect
+
+    name = _target(args.target, "InferenceService", "ferry retrain infsvc/NAME [--reason TEXT]")
+    if name is None:
+        return 2
+    api_client, namespace = connect(args.kubeconfig, args.namespace)
+    api = client.CustomObjectsApi(api_client)
+    current = api.get_namespaced_custom_object("ferry.dev", "v1alpha1", namespace,
+                                               "inferenceservices", name)
+    if not (current.get("spec") or {}).get("retrainPolicy"):
+        print(f"inferenceservice.ferry.dev/{name} has no spec.retrainPolicy", file=sys.stderr)
+        return 1
+    patch = retrain_patch(args.reason, datetime.now(UTC), secrets.token_hex(3))
+    api.patch_namespaced_custom_object("ferry.dev", "v1alpha1", namespace, "inferenceservices",
+                                       name, patch)
+    demand = patch["spec"]["retrainPolicy"]["triggers"]["onDemand"]
+    print(f"inferenceservice.ferry.dev/{name}: retraining requested "
+          f"(spec.retrainPolicy.triggers.onDemand.id {demand['id']})")
     return 0
 
 
@@ -155,6 +200,14 @@ def build_parser(prog: str = "ferry") -> argparse.ArgumentParser:
     approve.add_argument("--namespace", "-n")
     approve.add_argument("--kubeconfig")
     approve.set_defaults(func=_approve)
+
+    retrain = commands.add_parser(
+        "retrain", help="retrain through spec.retrainPolicy now: ferry retrain infsvc/NAME")
+    retrain.add_argument("target", help="infsvc/NAME")
+    retrain.add_argument("--reason", help="recorded with the request and in the run's evidence")
+    retrain.add_argument("--namespace", "-n")
+    retrain.add_argument("--kubeconfig")
+    retrain.set_defaults(func=_retrain)
 
     features = commands.add_parser(
         "features", help="compute/validate one FeaturePipeline run (inside its Job)")

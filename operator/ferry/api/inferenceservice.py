@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from ferry.api.common import (
     OBJECT_STORE, ApiModel, Cron, Duration, EnvVar, FerryStatus, FreeForm, Label, Name,
-    ObjectStoreRef, Probe, Resources, Rule, Slice, StatusModel, Toleration)
+    ObjectStoreRef, Probe, Resources, Rule, Slice, StatusModel, Text, Toleration)
 
 Percent = Annotated[int, Field(ge=0, le=100)]
 
@@ -243,6 +243,117 @@ class Retrain(ApiModel):
     max_concurrent: Annotated[int, Field(ge=1, le=10)] = 1
 
 
+def _time_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
+def _cron(value: str) -> str:
+    from ferry.reconcilers.cron import parse
+
+    parse(value)
+    return value
+
+
+class DriftTrigger(ApiModel):
+    """A Drifted report of spec.monitoring.drift (status.drift)."""
+
+
+class SkewTrigger(ApiModel):
+    """Training-serving skew: a Drifted report whose reference was the served model's training
+    snapshot (the drift monitor's default when monitoring.drift.reference is unset)."""
+
+
+class Windows(ApiModel):
+    rules = (Rule("self.m <= self.n", "windows.m must not exceed windows.n",
+                  lambda w: w.m <= w.n),)
+
+    m: Annotated[int, Field(ge=1, le=100)] = Field(1, description="Breaching evaluations needed.")
+    n: Annotated[int, Field(ge=1, le=100)] = Field(1, description="Of the last n evaluations.")
+
+
+LOWER_IS_BETTER = ("logLoss", "calibrationError", "mae", "rmse", "mape")
+
+
+class PerformanceTrigger(ApiModel):
+    """The served version's metric in status.quality breaches in m of the last n quality
+    evaluations (each new quality report is one)."""
+
+    rules = (Rule("[has(self.min), has(self.max), has(self.dropFromTraining)]"
+                  ".filter(x, x).size() == 1",
+                  "performance takes exactly one of min, max, dropFromTraining",
+                  lambda p: sum(x is not None for x in (p.min, p.max, p.drop_from_training)) == 1),)
+
+    metric: Literal[QualityMetricName, "outcome"]
+    min: float | None = Field(None, description="Breach below this value.")
+    max: float | None = Field(None, description="Breach above this value.")
+    drop_from_training: Annotated[float, Field(ge=0)] | None = Field(None, description=(
+        "Breach when the metric is this much worse than the champion's training metric of the "
+        "same name (lower for most metrics, higher for logLoss, calibrationError, mae, rmse, "
+        "mape)."))
+    windows: Windows = Windows()
+    use_estimate: bool = Field(True, description=(
+        "An estimated value (labels still pending) counts; false: such an evaluation never "
+        "breaches."))
+
+
+class NewDataTrigger(ApiModel):
+    """The champion's FeaturePipeline published a run with at least minRows more rows than the
+    snapshot the champion was trained on."""
+
+    min_rows: Annotated[int, Field(ge=1)]
+
+
+class ScheduleTrigger(ApiModel):
+    """Once per cron slot; slots before the policy first saw this schedule do not fire."""
+
+    cron: Annotated[Cron, AfterValidator(_cron)] = Field(description=(
+        "5 fields (lists, ranges, steps) or @hourly/@daily/@weekly/@monthly/@yearly."))
+    time_zone: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_time_zone)] = \
+        "UTC"
+
+
+class OnDemandTrigger(ApiModel):
+    """Written by `ferry retrain` (or Git): each new id retrains once."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    reason: Text | None = None
+
+
+class RequirementsTrigger(ApiModel):
+    """The template or the champion's FeaturePipeline spec changed since the champion's training
+    run or the last retrain (a hash in status; the first one seen is recorded, not acted on)."""
+
+
+class RetrainTriggers(ApiModel):
+    rules = (Rule("has(self.drift) || has(self.skew) || has(self.performance) || "
+                  "has(self.newData) || has(self.schedule) || has(self.onDemand) || "
+                  "has(self.requirements)", "retrainPolicy.triggers needs at least one trigger",
+                  lambda t: any(getattr(t, name) is not None for name in type(t).model_fields)),)
+
+    drift: DriftTrigger | None = None
+    skew: SkewTrigger | None = None
+    performance: PerformanceTrigger | None = None
+    new_data: NewDataTrigger | None = None
+    schedule: ScheduleTrigger | None = None
+    on_demand: OnDemandTrigger | None = None
+    requirements: RequirementsTrigger | None = None
+
+
+class RetrainPolicy(Retrain):
+    """Retraining on any of several triggers. Triggers firing together start one run; all share
+    the cooldown, maxConcurrent and dailyBudget, and each firing is decided once."""
+
+    daily_budget: Annotated[int, Field(ge=1, le=100)] = Field(
+        3, description="At most this many runs created in any 24 hours.")
+    triggers: RetrainTriggers
+
+
 class OnDrift(ApiModel):
     retrain: Retrain | None = None
 
@@ -394,7 +505,35 @@ class RolloutControl(ApiModel):
         None, description="Roll this candidate back and keep the stable version.")
 
 
+def _on_drift_retrain(spec: InferenceServiceSpec) -> bool:
+    drift = spec.monitoring.drift
+    return drift is not None and drift.on_drift is not None and drift.on_drift.retrain is not None
+
+
+def _triggers(spec: InferenceServiceSpec, *names: str) -> bool:
+    policy = spec.retrain_policy
+    return policy is not None and any(getattr(policy.triggers, n) is not None for n in names)
+
+
+HAS_MONITORING = "has(self.monitoring) && has(self.monitoring.{})"
+
+
 class InferenceServiceSpec(ApiModel):
+    rules = (
+        Rule("!has(self.retrainPolicy) || !(" + HAS_MONITORING.format("drift") + " && "
+             "has(self.monitoring.drift.onDrift) && has(self.monitoring.drift.onDrift.retrain))",
+             "set spec.retrainPolicy or spec.monitoring.drift.onDrift.retrain, not both",
+             lambda s: s.retrain_policy is None or not _on_drift_retrain(s)),
+        Rule("!has(self.retrainPolicy) || !(has(self.retrainPolicy.triggers.drift) || "
+             "has(self.retrainPolicy.triggers.skew)) || " + HAS_MONITORING.format("drift"),
+             "retrainPolicy.triggers.drift and skew need spec.monitoring.drift",
+             lambda s: not _triggers(s, "drift", "skew") or s.monitoring.drift is not None),
+        Rule("!has(self.retrainPolicy) || !has(self.retrainPolicy.triggers.performance) || "
+             + HAS_MONITORING.format("quality"),
+             "retrainPolicy.triggers.performance needs spec.monitoring.quality",
+             lambda s: not _triggers(s, "performance") or s.monitoring.quality is not None),
+    )
+
     model: ModelRef
     runtime: Runtime = Runtime()
     object_store: ObjectStoreRef | None = Field(None, description=(
@@ -407,6 +546,9 @@ class InferenceServiceSpec(ApiModel):
     rollout: RolloutControl = RolloutControl()
     prediction_logging: PredictionLogging | None = None
     monitoring: Monitoring = Monitoring()
+    retrain_policy: RetrainPolicy | None = Field(None, description=(
+        "Retraining on drift, skew, performance, new data, a schedule, demand or new "
+        "requirements; replaces monitoring.drift.onDrift.retrain."))
     min_available: Annotated[int, Field(ge=0)] | None = Field(None, description="PodDisruptionBudget.")
     topology_spread: bool = True
     node_selector: dict[str, Annotated[str, Field(max_length=63)]] = {}
@@ -499,6 +641,40 @@ class RetrainRecord(StatusModel):
     last_run: str | None = None
     last_trigger_time: str | None = None
     drifted_features: dict[str, float] = {}
+
+
+class PerformanceWindow(StatusModel):
+    """One quality evaluation as the performance trigger judged it."""
+
+    window: str = Field(description="The quality report's runId (or lastRunAt).")
+    breached: bool
+    value: float | None = None
+    estimated: bool = False
+
+
+class RetrainPolicyStatus(StatusModel):
+    """What spec.retrainPolicy decided and what its triggers remember (see
+    reconcilers/retrain_policy)."""
+
+    decision: Literal["Triggered", "Cooldown", "MaxConcurrent", "DailyBudget",
+                      "InvalidTemplate"] | None = None
+    message: str | None = None
+    triggers: list[str] = Field([], description="The triggers of the last decision.")
+    count: int = Field(0, description="Retraining runs created so far (names <name>-retrain-<n>).")
+    last_run: str | None = None
+    last_trigger_time: str | None = None
+    decided: Annotated[list[str], Field(max_length=50)] = Field(
+        [], description="Dedup keys decided on, newest last (the last 50).")
+    last_keys: dict[str, str] = Field({}, description="Per trigger, the last key decided on.")
+    run_times: list[str] = Field([], description="Creation times of the runs of the last 24h.")
+    performance_windows: list[PerformanceWindow] = []
+    requirements_hash: str | None = None
+    data_rows: int | None = Field(None, description=(
+        "Rows of the snapshot the champion (or the last retrain) was trained on, as far as known."))
+    schedule: str | None = Field(None, description="The cron and time zone seen since scheduleSince.")
+    schedule_since: str | None = None
+    drift_report: str | None = Field(None, description="The drift report last evaluated.")
+    quality_window: str | None = Field(None, description="The quality report last evaluated.")
 
 
 class Interval(StatusModel):
@@ -598,5 +774,6 @@ class InferenceServiceStatus(FerryStatus):
     rollout: RolloutState | None = None
     drift: DriftSummary | None = None
     retrain: RetrainRecord | None = None
+    retrain_policy: RetrainPolicyStatus | None = None
     experiment: ExperimentStatus | None = None
     quality: QualitySummary | None = None

@@ -23,6 +23,7 @@ from ferry.builders.inferenceservice import (
 from ferry.controllers._worker import Context, register
 from ferry.controllers.drift import reconcile_monitoring
 from ferry.controllers.quality import reconcile_quality
+from ferry.controllers.retrain import reconcile_retrain_policy
 from ferry.reconcilers import analysis
 from ferry.reconcilers.accept import accept, rejected
 from ferry.reconcilers.experiment import not_served
@@ -285,6 +286,9 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
     conditions, events = monitoring.conditions, events + monitoring.events
     quality = await reconcile_quality(ctx, dict(body), spec, serving, status, conditions)
     conditions, events = quality.conditions, events + quality.events
+    retraining = await reconcile_retrain_policy(ctx, dict(body), spec, status,
+                                                ctx.config.resync_seconds)
+    events += retraining.events
     candidate = rollout.get("candidate")
     new_status = {
         **outcome.status,
@@ -301,10 +305,13 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
         "currentStep": rollout.get("step") if candidate else None,
         "rollout": with_deletions(old_rollout, rollout),
         **monitoring.status,
+        **retraining.status,
     }
     if decision.analysis is not None:
         new_status["analysis"] = decision.analysis
-    return Outcome(status=new_status, events=events, requeue_after=decision.requeue)
+    requeue = [after for after in (decision.requeue, retraining.requeue_after)
+               if after is not None]
+    return Outcome(status=new_status, events=events, requeue_after=min(requeue, default=None))
 
 
 @kopf.on.event(GROUP, VERSION, "modelversions", id="inferenceservices.modelversion-changed")

@@ -20,12 +20,14 @@ from ferry.failpoints import failpoint
 from ferry.reconcilers.accept import accept
 from ferry.reconcilers.modelversion import Observed, decide
 from ferry.reconcilers.outcome import Event, Outcome
+from ferry.reconcilers.retrain_policy import EVIDENCE_ANNOTATION, TRIGGERS_ANNOTATION
 from ferry.reconcilers.usage import served_model_versions
 from ferry.status import ANNOUNCED, find_condition, make_condition, set_condition, transitions
 
 INFO = KINDS["ModelVersion"]
 UNREACHABLE_RETRY = 10.0
 DELETION_RETRY = 5.0
+TAG_LIMIT = 5000  # MLflow's limit on a model version tag's value
 
 
 @cache
@@ -79,7 +81,16 @@ async def resolve_source(ctx: Context, spec: ModelVersionSpec, namespace: str,
     artifact = ((run["spec"].get("register") or {}).get("artifactPath")) or "model"
     return {"source": f"runs:/{run_id}/{artifact}", "runId": run_id,
             "trainingRun": spec.training_run_ref, "image": run["spec"].get("image"),
-            "dataUri": run["status"].get("featuresUri")}  # the exact features it trained on
+            "dataUri": run["status"].get("featuresUri"),  # the exact features it trained on
+            **({"retrainTags": tags} if (tags := retrain_tags(run)) else {})}
+
+
+def retrain_tags(run: dict) -> dict[str, str]:
+    """A retraining run's triggers and evidence, carried to the registry version it produced
+    (evidence longer than a registry tag holds stays on the TrainingRun only)."""
+    annotations = (run.get("metadata") or {}).get("annotations") or {}
+    return {key: annotations[key] for key in (TRIGGERS_ANNOTATION, EVIDENCE_ANNOTATION)
+            if annotations.get(key) and len(annotations[key]) <= TAG_LIMIT}
 
 
 def lineage_tags(lineage: dict) -> dict[str, str]:
@@ -126,7 +137,8 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
     try:
         version = await run("mlflow", mlflow.register, spec.model_name, uid, origin["source"],
                             origin.get("runId"), spec.description,
-                            {**spec.tags, **lineage_tags(lineage)})
+                            {**spec.tags, **lineage_tags(lineage),
+                             **origin.get("retrainTags", {})})
         failpoint("modelversion.registered")
         facts = await run("mlflow", mlflow.run, origin["runId"]) if origin.get("runId") else None
         champion = await run("mlflow", mlflow.version_by_alias, spec.model_name, CHAMPION)

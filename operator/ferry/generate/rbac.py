@@ -53,7 +53,7 @@ WORKLOAD_RULES: tuple[Rule, ...] = (
          "objects (adapters.kube get/list)"),
     Rule(GROUP, ("modelversions", "trainingruns"), ("create",),
          "TrainingRun applies its sweep trials (child TrainingRuns) and its registered ModelVersion; "
-         "an InferenceService applies its retraining TrainingRuns (onDrift.retrain)"),
+         "an InferenceService applies its retraining TrainingRuns (onDrift.retrain, retrainPolicy)"),
     Rule(GROUP, tuple(f"{plural}/status" for plural in FERRY_PLURALS), ("patch",),
          "adapters.kube.patch_status: one status patch per reconcile"),
     Rule("batch", ("jobs",), ("list", "watch", *APPLY),

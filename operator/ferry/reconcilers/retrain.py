@@ -15,7 +15,7 @@ import copy
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
@@ -57,29 +57,38 @@ def _number(infsvc_name: str, run: dict) -> int:
     return int(match.group(1)) if match else 0
 
 
-def _parse_time(value: str | None) -> datetime | None:
+def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def is_active(run: dict) -> bool:
     return run.get("status", {}).get("phase") not in FINISHED_PHASES
 
 
-def build_run(infsvc: dict, retrain: Retrain, drift: dict, number: int,
-              feature_pipeline: str | None, feature_output_uri: str | None) -> dict:
-    """The TrainingRun from ``onDrift.retrain.template``; ``features`` defaults to the pipeline
-    the served model was trained on, so the run reads that pipeline's latest output, and
+def build_run(infsvc: dict, template: dict, number: int, feature_pipeline: str | None,
+              annotations: dict[str, str]) -> dict:
+    """The TrainingRun from a retraining template; ``features`` defaults to the pipeline the
+    served model was trained on, so the run reads that pipeline's latest output, and
     ``objectStore`` to the service's, so one Secret reference covers the whole loop."""
     name = infsvc["metadata"]["name"]
-    spec = copy.deepcopy(retrain.template)
+    spec = copy.deepcopy(template)
     if feature_pipeline and not spec.get("features"):
         spec["features"] = feature_pipeline
     if (store := (infsvc.get("spec") or {}).get("objectStore")) and not spec.get("objectStore"):
         spec["objectStore"] = store
+    return {
+        "apiVersion": "ferry.dev/v1alpha1", "kind": "TrainingRun",
+        "metadata": {"name": run_name(name, number), "namespace": infsvc["metadata"]["namespace"],
+                     "labels": retrain_labels(name), "annotations": annotations},
+        "spec": spec,
+    }
+
+
+def drift_annotations(drift: dict, feature_output_uri: str | None) -> dict[str, str]:
     annotations = {
         REPORT_ANNOTATION: drift["reportUri"],
         FEATURES_ANNOTATION: json.dumps(drift.get("driftedFeatures", {}), sort_keys=True),
@@ -89,12 +98,50 @@ def build_run(infsvc: dict, retrain: Retrain, drift: dict, number: int,
         annotations[HTML_REPORT_ANNOTATION] = drift["htmlReportUri"]
     if feature_output_uri:
         annotations[FEATURES_URI_ANNOTATION] = feature_output_uri
-    return {
-        "apiVersion": "ferry.dev/v1alpha1", "kind": "TrainingRun",
-        "metadata": {"name": run_name(name, number), "namespace": infsvc["metadata"]["namespace"],
-                     "labels": retrain_labels(name), "annotations": annotations},
-        "spec": spec,
-    }
+    return annotations
+
+
+def run_count(infsvc_name: str, record: dict, runs: list[dict]) -> int:
+    """Runs created so far: the recorded count, or more where runs exist beyond it."""
+    return max([record.get("count", 0), *(_number(infsvc_name, r) for r in runs)])
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Why a retraining that is due is not started."""
+
+    decision: str  # InvalidTemplate | Cooldown | MaxConcurrent | DailyBudget
+    message: str
+
+    def event(self) -> Event:
+        if self.decision == "InvalidTemplate":
+            return Event("Warning", "RetrainTemplateInvalid", self.message)
+        return Event("Normal", "RetrainSuppressed", self.message)
+
+
+def closed_gate(infsvc: dict, retrain: Retrain, field_path: str, what: str, record: dict,
+                runs: list[dict], now: datetime, feature_pipeline: str | None) -> Gate | None:
+    """The first of the gates every retraining passes, in order: a valid template, outside the
+    cooldown after the last run, fewer than ``maxConcurrent`` active runs. ``what`` describes
+    the retraining in the message; ``record`` holds ``lastRun``/``lastTriggerTime``."""
+    try:
+        TrainingRunSpec.model_validate(build_run(infsvc, retrain.template, 0, feature_pipeline,
+                                                 {})["spec"])
+    except ValidationError as error:
+        return Gate("InvalidTemplate",
+                    f"{field_path}.template is not a valid TrainingRun spec: {error}"[:1024])
+    last = parse_time(record.get("lastTriggerTime"))
+    cooldown = timedelta(seconds=duration_seconds(retrain.cooldown))
+    if last is not None and now - last < cooldown:
+        return Gate("Cooldown", f"{what} inside the {retrain.cooldown} cooldown after "
+                                f"{record.get('lastRun')}; next retraining allowed after "
+                                f"{iso(last + cooldown)}")
+    active = sorted(r["metadata"]["name"] for r in runs if is_active(r))
+    if len(active) >= retrain.max_concurrent:
+        return Gate("MaxConcurrent", f"{what} while {len(active)} retraining run(s) are active "
+                                     f"({', '.join(active)}; maxConcurrent "
+                                     f"{retrain.max_concurrent})")
+    return None
 
 
 def decide_retrain(infsvc: dict, drift: dict | None, retrain: Retrain | None,
@@ -125,7 +172,7 @@ def decide_retrain(infsvc: dict, drift: dict | None, retrain: Retrain | None,
     features = drift.get("driftedFeatures", {})
     feature_list = ", ".join(sorted(features)) or "none listed"
     base = {"reportUri": report, "driftedFeatures": features,
-            "count": max([record.get("count", 0), *(_number(name, r) for r in runs)])}
+            "count": run_count(name, record, runs)}
     keep = {k: record[k] for k in ("lastRun", "lastTriggerTime") if record.get(k)}
 
     created = [r for r in runs if r["metadata"].get("annotations", {}).get(REPORT_ANNOTATION)
@@ -134,41 +181,22 @@ def decide_retrain(infsvc: dict, drift: dict | None, retrain: Retrain | None,
         run = created[0]["metadata"]["name"]
         return RetrainDecision(None, {**base, "decision": "Triggered", "lastRun": run,
                                       "lastTriggerTime": created[0]["metadata"].get(
-                                          "creationTimestamp") or _iso(now),
+                                          "creationTimestamp") or iso(now),
                                       "message": f"retraining run {run} for drifted features "
                                                  f"{feature_list}"})
 
-    try:
-        TrainingRunSpec.model_validate(build_run(infsvc, retrain, drift, 0, feature_pipeline,
-                                                 None)["spec"])
-    except ValidationError as error:
-        message = f"onDrift.retrain.template is not a valid TrainingRun spec: {error}"[:1024]
-        return RetrainDecision(None, {**base, **keep, "decision": "InvalidTemplate",
-                                      "message": message},
-                               [Event("Warning", "RetrainTemplateInvalid", message)])
-
-    last = _parse_time(record.get("lastTriggerTime"))
-    cooldown = timedelta(seconds=duration_seconds(retrain.cooldown))
-    if last is not None and now - last < cooldown:
-        message = (f"drift in {feature_list} ({report}) inside the {retrain.cooldown} cooldown "
-                   f"after {record.get('lastRun')}; next retraining allowed after "
-                   f"{_iso(last + cooldown)}")
-        return RetrainDecision(None, {**base, **keep, "decision": "Cooldown", "message": message},
-                               [Event("Normal", "RetrainSuppressed", message)])
-
-    active = sorted(r["metadata"]["name"] for r in runs if is_active(r))
-    if len(active) >= retrain.max_concurrent:
-        message = (f"drift in {feature_list} ({report}) while {len(active)} retraining run(s) "
-                   f"are active ({', '.join(active)}; maxConcurrent {retrain.max_concurrent})")
-        return RetrainDecision(None, {**base, **keep, "decision": "MaxConcurrent",
-                                      "message": message},
-                               [Event("Normal", "RetrainSuppressed", message)])
+    gate = closed_gate(infsvc, retrain, "onDrift.retrain", f"drift in {feature_list} ({report})",
+                       record, runs, now, feature_pipeline)
+    if gate is not None:
+        return RetrainDecision(None, {**base, **keep, "decision": gate.decision,
+                                      "message": gate.message}, [gate.event()])
 
     number = base["count"] + 1
-    run = build_run(infsvc, retrain, drift, number, feature_pipeline, feature_output_uri)
+    run = build_run(infsvc, retrain.template, number, feature_pipeline,
+                    drift_annotations(drift, feature_output_uri))
     run_id = run["metadata"]["name"]
     message = f"created TrainingRun {run_id} for drifted features {feature_list} ({report})"
     return RetrainDecision(run, {**base, "count": number, "decision": "Triggered",
-                                 "lastRun": run_id, "lastTriggerTime": _iso(now),
+                                 "lastRun": run_id, "lastTriggerTime": iso(now),
                                  "message": message},
                            [Event("Normal", "RetrainTriggered", message)])
