@@ -175,3 +175,18 @@ def test_a_training_run_is_registered_from_only_once_it_has_succeeded():
                                          "dataUri": "s3://b/f/"}
     # Registered already (e.g. by an older operator): keep following it.
     assert resolve(run("Running"), {"mlflowVersion": "3"})["source"] == "runs:/r1/model"
+
+
+def test_a_retraining_runs_triggers_reach_the_lineage_and_its_evidence_the_registry_tags():
+    from ferry.controllers.modelversion import retrain_tags, retrain_triggers
+    from ferry.reconcilers.retrain_policy import EVIDENCE_ANNOTATION, TRIGGERS_ANNOTATION
+
+    evidence = '{"onDemand": {"key": "onDemand:1", "reason": "new labels"}}'
+    run = {"metadata": {"annotations": {TRIGGERS_ANNOTATION: "onDemand,schedule",
+                                        EVIDENCE_ANNOTATION: evidence}}}
+    assert retrain_triggers(run) == ["onDemand", "schedule"]
+    assert retrain_tags(run) == {TRIGGERS_ANNOTATION: "onDemand,schedule",
+                                 EVIDENCE_ANNOTATION: evidence}
+    huge = {"metadata": {"annotations": {EVIDENCE_ANNOTATION: "x" * 6000}}}
+    assert retrain_tags(huge) == {}, "longer than a registry tag: it stays on the run"
+    assert retrain_triggers({"metadata": {}}) is None

@@ -81,6 +81,9 @@ class Lineage(StatusModel):
     image: str | None = None
     parameters: dict[str, str] = {}
     metrics: dict[str, float] = {}
+    retrain_triggers: list[str] = Field([], description=(
+        "The retrainPolicy triggers that started the training run; their evidence is the run's "
+        "ferry.dev/retrain-evidence annotation and the registry version's tag."))
 
 
 class ApprovalRecord(StatusModel):

@@ -67,7 +67,7 @@ async def resolve_source(ctx: Context, spec: ModelVersionSpec, namespace: str,
     lineage = status.get("lineage") or {}
     if run is None and status.get("source") and lineage.get("trainingRun") == ref:
         return {"source": status["source"], "trainingRun": ref,
-                **{k: lineage.get(k) for k in ("runId", "image", "dataUri")}}
+                **{k: lineage.get(k) for k in ("runId", "image", "dataUri", "retrainTriggers")}}
     if run is None:
         return {"waiting": ("WaitingForTrainingRun", f"TrainingRun {ref} not found.")}
     phase = run_status.get("phase")
@@ -82,7 +82,14 @@ async def resolve_source(ctx: Context, spec: ModelVersionSpec, namespace: str,
     return {"source": f"runs:/{run_id}/{artifact}", "runId": run_id,
             "trainingRun": spec.training_run_ref, "image": run["spec"].get("image"),
             "dataUri": run["status"].get("featuresUri"),  # the exact features it trained on
+            **({"retrainTriggers": triggers} if (triggers := retrain_triggers(run)) else {}),
             **({"retrainTags": tags} if (tags := retrain_tags(run)) else {})}
+
+
+def retrain_triggers(run: dict) -> list[str] | None:
+    """The retrainPolicy triggers a retraining run records, for the lineage."""
+    triggers = ((run.get("metadata") or {}).get("annotations") or {}).get(TRIGGERS_ANNOTATION)
+    return triggers.split(",") if triggers else None
 
 
 def retrain_tags(run: dict) -> dict[str, str]:
@@ -117,7 +124,8 @@ async def reconcile(ctx: Context, body: kopf.Body) -> Outcome:
                        requeue_after=60 if reason == "TrainingRunFailed" else 15)
 
     lineage = {"trainingRun": origin.get("trainingRun"), "runId": origin.get("runId"),
-               "image": origin.get("image"), "featurePipeline": spec.features}
+               "image": origin.get("image"), "featurePipeline": spec.features,
+               "retrainTriggers": origin.get("retrainTriggers")}
     pipeline = await get_optional(ctx, "FeaturePipeline", namespace, spec.features) \
         if spec.features else None
     if pipeline:
