@@ -103,7 +103,7 @@ def test_skew_fires_only_against_the_training_snapshot():
 
 
 def test_performance_fires_on_m_of_the_last_n_evaluations():
-    p = policy(performance={"metric": "accuracy", "min": 0.8, "windows": {"m": 2, "n": 3}})
+    p = policy(performance={"metric": "accuracy", "min": 0.8, "windows": {"breaching": 2, "of": 3}})
     record = None
     for window, value in (("q1", 0.7), ("q2", 0.85)):
         decision = decide(p, record, quality=quality(window, value))
@@ -121,7 +121,7 @@ def test_performance_fires_on_m_of_the_last_n_evaluations():
 
 
 def test_performance_window_history_keeps_only_n():
-    p = policy(performance={"metric": "accuracy", "min": 0.8, "windows": {"m": 2, "n": 2}})
+    p = policy(performance={"metric": "accuracy", "min": 0.8, "windows": {"breaching": 2, "of": 2}})
     record = decide(p, quality=quality("q1", 0.7)).status
     record = decide(p, record, quality=quality("q2", 0.9)).status
     decision = decide(p, record, quality=quality("q3", 0.7))
@@ -316,8 +316,8 @@ POLICY = {"template": TEMPLATE, "triggers": {"drift": {}}}
         "metric": "accuracy", "min": 0.8, "max": 0.9}}}, "monitoring": {"quality": {}}},
      "exactly one of min, max, dropFromTraining"),
     ({**BASE, "retrainPolicy": {**POLICY, "triggers": {"performance": {
-        "metric": "accuracy", "min": 0.8, "windows": {"m": 3, "n": 2}}}},
-      "monitoring": {"quality": {}}}, "windows.m must not exceed windows.n"),
+        "metric": "accuracy", "min": 0.8, "windows": {"breaching": 3, "of": 2}}}},
+      "monitoring": {"quality": {}}}, "windows.breaching must not exceed windows.of"),
     ({**BASE, "retrainPolicy": {**POLICY, "triggers": {"schedule": {"cron": "0 25 * * *"}}}},
      "outside 0-23"),
     ({**BASE, "retrainPolicy": {**POLICY, "triggers": {"schedule": {
@@ -337,5 +337,5 @@ def test_a_valid_policy_and_its_defaults():
     p = spec.retrain_policy
     assert (p.cooldown, p.max_concurrent, p.daily_budget) == ("24h", 1, 3)
     assert p.triggers.schedule.time_zone == "UTC"
-    assert (p.triggers.performance.windows.m, p.triggers.performance.windows.n) == (1, 1)
+    assert (p.triggers.performance.windows.breaching, p.triggers.performance.windows.of) == (1, 1)
     assert p.triggers.performance.use_estimate is True

@@ -270,11 +270,14 @@ class SkewTrigger(ApiModel):
 
 
 class Windows(ApiModel):
-    rules = (Rule("self.m <= self.n", "windows.m must not exceed windows.n",
-                  lambda w: w.m <= w.n),)
+    """``breaching`` of the last ``of`` evaluations (M of N; CEL cannot name a field ``n``)."""
 
-    m: Annotated[int, Field(ge=1, le=100)] = Field(1, description="Breaching evaluations needed.")
-    n: Annotated[int, Field(ge=1, le=100)] = Field(1, description="Of the last n evaluations.")
+    rules = (Rule("self.breaching <= self.of", "windows.breaching must not exceed windows.of",
+                  lambda w: w.breaching <= w.of),)
+
+    breaching: Annotated[int, Field(ge=1, le=100)] = Field(
+        1, description="Breaching evaluations needed.")
+    of: Annotated[int, Field(ge=1, le=100)] = Field(1, description="Of the last this many evaluations.")
 
 
 LOWER_IS_BETTER = ("logLoss", "calibrationError", "mae", "rmse", "mape")

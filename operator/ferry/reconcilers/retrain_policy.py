@@ -137,13 +137,13 @@ def _performance(trigger: PerformanceTrigger, quality: dict, observed: Observed,
     if window is None or window == state.quality_window:
         return None, history
     judged, why = judge_window(trigger, quality, observed)
-    history = [*history, judged][-trigger.windows.n:]
+    history = [*history, judged][-trigger.windows.of:]
     breaches = sum(w.breached for w in history)
-    if not judged.breached or breaches < trigger.windows.m:
+    if not judged.breached or breaches < trigger.windows.breaching:
         return None, history
     return Firing("performance", f"performance:{window}",
                   f"{why} in {breaches} of the last {len(history)} quality evaluations "
-                  f"(m {trigger.windows.m}, n {trigger.windows.n})",
+                  f"({trigger.windows.breaching} of {trigger.windows.of})",
                   {"metric": trigger.metric, "value": judged.value, "estimated": judged.estimated,
                    "windows": [w.window for w in history if w.breached]}), history
 
